@@ -1,0 +1,14 @@
+//! Debian primitives shared by the repository reader and the solver.
+//!
+//! - [`version`]: dpkg version comparison.
+//! - [`control`]: deb822 paragraph reader (Packages, Release, control files).
+//! - [`relation`]: `Depends:`-style relation fields.
+//! - [`index`]: the compact, mmap-able binary index of a `Packages` file, so that a warm
+//!   start never re-parses text.
+
+pub mod control;
+pub mod index;
+pub mod relation;
+pub mod version;
+
+pub use index::{Index, IndexBuilder, IndexError, Package};
