@@ -4,46 +4,86 @@
 //!
 //! - `release/<source key>.release`: the verified Release content of a source (one header
 //!   line, one JSON line, then the Release bytes). `<source key>` hashes the source's URL,
-//!   suite, components and architecture.
+//!   suite, components and architecture. The header also records the SHA256 of the signed
+//!   file(s) as fetched, the trust settings they were verified with (check_gpg, the
+//!   keyrings' bytes, the fingerprint filter), until when that verification holds (key and
+//!   signature expiry) and the HTTP validators (`ETag`, `Last-Modified`) of `InRelease`.
 //! - `index/<sha256>.idx`: the binary index (`kiln_deb::IndexBuilder`) of one Packages
 //!   file, named by the SHA256 of the uncompressed Packages file as listed in the Release
 //!   (content-addressed, so unchanged Packages files are reused across Release updates and
 //!   sources).
+//! - `lock`: `flock`ed (exclusively) by whoever writes or deletes a cache file, so that
+//!   several kiln processes can share the cache. Readers take no lock: files are never
+//!   changed in place.
 //!
 //! Every file is written to a temporary file in the same directory, fsynced and renamed;
 //! the Release entry is written only after all its indexes exist, so an entry never looks
 //! complete when it is not. An index that fails `Index::open` is deleted and rebuilt.
+//!
+//! # Warm loads
+//!
+//! `InRelease` is requested conditionally (`If-None-Match` / `If-Modified-Since`). When
+//! the server answers 304, or the fetched file has the same SHA256 as the cached one, and
+//! the trust settings are unchanged and the verification has not expired, neither the
+//! signatures are verified again nor the Release parsed again; `Valid-Until` and `Date`
+//! are still checked against now.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use kiln_deb::{Index, IndexBuilder};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::RepoError;
-use crate::fetch::{Fetcher, decompress};
+use crate::fetch::{Fetcher, Got, Validators, decompress};
 use crate::openpgp::{self, Keyring, VerifyError};
 use crate::release::{ReleaseInfo, WantedPackages};
 use crate::source::{KeySource, Source};
-use crate::util::{format_time, sha256_hex, write_atomic};
+use crate::util::{format_time, hex, sha256_hex, write_atomic};
 
 /// The largest InRelease/Release/Release.gpg/key file kiln downloads.
 const MAX_RELEASE: u64 = 64 << 20;
 /// The largest decompressed Packages file when the Release does not give its size.
 const MAX_PACKAGES: u64 = 4 << 30;
 const RELEASE_MAGIC: &str = "kiln-release-cache 1";
+/// How far a Release file's `Date` may be ahead of now.
+const MAX_FUTURE: Duration = Duration::from_secs(24 * 3600);
+
+/// What [`LoadOptions::progress`] is told while loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProgressEvent {
+    /// A download's body starts; `total` is its size when the server gives it. Repeated
+    /// when a download is retried.
+    FetchStarted { url: String, total: Option<u64> },
+    /// A download completed with `bytes` bytes.
+    Fetched { url: String, bytes: u64 },
+    /// A downloaded Packages file (e.g. `main/binary-amd64/Packages`) is being
+    /// verified, decompressed and indexed.
+    Indexing { source_id: String, path: String },
+    /// The load is over (successfully or not); the last event.
+    Done,
+}
+
+/// A progress callback; called from the loader's threads, so it should be quick.
+pub type ProgressFn = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
 
 /// Options of [`MetadataCache::load`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadOptions {
-    /// The time signatures, keys and `Valid-Until` are checked against (default: now).
+    /// The time signatures, keys, `Valid-Until` and `Date` are checked against (default:
+    /// now).
     pub now: Option<SystemTime>,
     /// Do not use the network: load from the cache only.
     pub offline: bool,
     /// How many downloads run at once (default 4).
     pub concurrency: usize,
+    /// Told about downloads and index builds, e.g. to show a progress bar.
+    pub progress: Option<ProgressFn>,
 }
 
 impl Default for LoadOptions {
@@ -52,7 +92,19 @@ impl Default for LoadOptions {
             now: None,
             offline: false,
             concurrency: 4,
+            progress: None,
         }
+    }
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("now", &self.now)
+            .field("offline", &self.offline)
+            .field("concurrency", &self.concurrency)
+            .field("progress", &self.progress.as_ref().map(|_| "Fn"))
+            .finish()
     }
 }
 
@@ -81,11 +133,36 @@ impl std::fmt::Debug for LoadedRepo {
     }
 }
 
+/// What a load did, for diagnostics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Release files whose signatures were verified (or, without check_gpg, that were
+    /// parsed) because they were new or changed.
+    pub releases_verified: usize,
+    /// Release files found unchanged (HTTP 304, or the same bytes as the cached copy,
+    /// with the same trust settings), whose cached verification and parse were reused.
+    pub releases_reused: usize,
+    /// Of those, how many the server answered with HTTP 304 Not Modified.
+    pub not_modified: usize,
+    /// Packages files downloaded and indexed.
+    pub indexes_built: usize,
+}
+
+impl LoadStats {
+    fn add(&mut self, o: &LoadStats) {
+        self.releases_verified += o.releases_verified;
+        self.releases_reused += o.releases_reused;
+        self.not_modified += o.not_modified;
+        self.indexes_built += o.indexes_built;
+    }
+}
+
 /// Everything the solver gets: one index per Packages file, and warnings for the user.
 #[derive(Debug, Default)]
 pub struct Universe {
     pub repos: Vec<LoadedRepo>,
     pub warnings: Vec<String>,
+    pub stats: LoadStats,
 }
 
 impl Universe {
@@ -101,31 +178,153 @@ pub struct MetadataCache {
     dir: PathBuf,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct ReleaseHeader {
     identity: String,
     url: String,
     release_sha256: String,
     signed_by: Vec<String>,
     verified: bool,
+    /// When these Release bytes were first fetched (seconds since the epoch).
     fetched_at: u64,
     /// The cache keys of the indexes this Release needs (for [`MetadataCache::prune`]).
     #[serde(default)]
     indexes: Vec<String>,
+    /// SHA256 of the signed file(s) as fetched (see [`RawRelease::sha256`]).
+    #[serde(default)]
+    raw_sha256: String,
+    /// What the entry was verified with (see [`Trust`]).
+    #[serde(default)]
+    trust: String,
+    /// Until when the verification holds (seconds since the epoch; `None`: no expiry).
+    #[serde(default)]
+    verified_until: Option<u64>,
+    /// HTTP validators of `url`.
+    #[serde(default)]
+    etag: Option<String>,
+    #[serde(default)]
+    last_modified: Option<String>,
 }
 
-/// What one source contributes: its indexes and warnings.
-type SourceLoad = (Vec<LoadedRepo>, Vec<String>);
+/// What one source contributes: its indexes, warnings and statistics.
+#[derive(Default)]
+struct SourceLoad {
+    repos: Vec<LoadedRepo>,
+    warnings: Vec<String>,
+    stats: LoadStats,
+}
 
 struct CachedRelease {
     header: ReleaseHeader,
-    info: ReleaseInfo,
+    payload: Vec<u8>,
+    info: Arc<ReleaseInfo>,
 }
 
-struct FetchedRelease {
+/// The trust settings of a source: check_gpg, the key fingerprint filter and the bytes of
+/// its keys. `id` hashes them all; the keys are parsed only when a signature must be
+/// verified.
+struct Trust {
+    id: String,
+    keys: Vec<(KeySource, Vec<u8>)>,
+}
+
+/// The signed file(s) as fetched, not yet verified.
+enum RawKind {
+    InRelease(Vec<u8>),
+    /// `Release`, and `Release.gpg` when check_gpg is on.
+    Detached {
+        release: Vec<u8>,
+        signature: Option<Vec<u8>>,
+    },
+}
+
+struct RawRelease {
+    /// The URL of `InRelease` or `Release`.
     url: String,
+    kind: RawKind,
+    validators: Validators,
+}
+
+impl RawRelease {
+    /// The SHA256 of what was fetched: of `InRelease`, or of `Release` and `Release.gpg`.
+    fn sha256(&self) -> String {
+        match &self.kind {
+            RawKind::InRelease(b) => sha256_hex(b),
+            RawKind::Detached { release, signature } => {
+                let mut h = Sha256::new();
+                h.update(b"detached\n");
+                h.update(sha256_hex(release));
+                h.update(b"\n");
+                if let Some(s) = signature {
+                    h.update(sha256_hex(s));
+                }
+                hex(&h.finalize())
+            }
+        }
+    }
+}
+
+enum FetchedRelease {
+    /// HTTP 304 to the conditional request for the cached `InRelease`.
+    NotModified,
+    Raw(RawRelease),
+}
+
+/// A verified (or, without check_gpg, unverified) Release.
+struct Checked {
     payload: Vec<u8>,
     signed_by: Vec<String>,
+    expires: Option<SystemTime>,
+}
+
+fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `2d 3h 10min` for messages.
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins) = (s / 86400, (s % 86400) / 3600, (s % 3600) / 60);
+    let mut out = Vec::new();
+    if days > 0 {
+        out.push(format!("{days}d"));
+    }
+    if hours > 0 {
+        out.push(format!("{hours}h"));
+    }
+    if mins > 0 || out.is_empty() {
+        out.push(format!("{mins}min"));
+    }
+    out.join(" ")
+}
+
+/// An exclusive `flock` on `<cache>/lock`, released on drop. Blocks: take it only on a
+/// blocking thread.
+struct CacheLock {
+    _file: std::fs::File,
+}
+
+fn lock_cache(dir: &Path) -> Result<CacheLock, RepoError> {
+    std::fs::create_dir_all(dir).map_err(|e| RepoError::write(dir, e))?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| RepoError::write(&path, e))?;
+    file.lock().map_err(|e| RepoError::write(&path, e))?;
+    Ok(CacheLock { _file: file })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RepoError> + Send + 'static,
+) -> Result<T, RepoError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RepoError::Internal(format!("a blocking task failed: {e}")))?
 }
 
 impl MetadataCache {
@@ -152,14 +351,29 @@ impl MetadataCache {
     /// Loads `sources` for `arch`: fetches and verifies each Release, and loads each
     /// Packages file's index from the cache or builds it. With the mirror unreachable, a
     /// source falls back to its cached metadata (with a warning in [`Universe::warnings`]).
+    ///
+    /// Several processes may load into the same cache directory at once.
     pub async fn load(
         &self,
         sources: &[Source],
         arch: &str,
         opts: &LoadOptions,
     ) -> Result<Universe, RepoError> {
+        let result = self.load_inner(sources, arch, opts).await;
+        if let Some(p) = &opts.progress {
+            p(ProgressEvent::Done);
+        }
+        result
+    }
+
+    async fn load_inner(
+        &self,
+        sources: &[Source],
+        arch: &str,
+        opts: &LoadOptions,
+    ) -> Result<Universe, RepoError> {
         let start = Instant::now();
-        let fetcher = Fetcher::new(opts.concurrency)?;
+        let fetcher = Fetcher::new(opts.concurrency, opts.progress.clone());
         let now = opts.now.unwrap_or_else(SystemTime::now);
         let results: Vec<Result<SourceLoad, RepoError>> =
             futures_util::stream::iter(sources.iter().map(|s| {
@@ -171,14 +385,16 @@ impl MetadataCache {
             .await;
         let mut universe = Universe::default();
         for r in results {
-            let (repos, warnings) = r?;
-            universe.repos.extend(repos);
-            universe.warnings.extend(warnings);
+            let load = r?;
+            universe.repos.extend(load.repos);
+            universe.warnings.extend(load.warnings);
+            universe.stats.add(&load.stats);
         }
         tracing::debug!(
             sources = sources.len(),
             indexes = universe.repos.len(),
             packages = universe.package_count(),
+            stats = ?universe.stats,
             ms = start.elapsed().as_millis() as u64,
             "loaded repository metadata"
         );
@@ -210,19 +426,28 @@ impl MetadataCache {
         opts: &LoadOptions,
     ) -> Result<SourceLoad, RepoError> {
         let start = Instant::now();
-        let cached = self.read_release(source, arch);
+        let cached = self.read_release(source, arch).await;
         if opts.offline {
             let Some(c) = cached else {
                 return Err(RepoError::Fetch {
                     source_id: source.id.clone(),
                     url: source.release_dir(),
                     message: "offline, and nothing is cached for this source".into(),
+                    attempts: 0,
                 });
             };
-            return Ok((self.load_cached(source, arch, c)?, Vec::new()));
+            return Ok(SourceLoad {
+                repos: self.load_cached(source, arch, c).await?,
+                ..SourceLoad::default()
+            });
         }
+        // Open the cached indexes while the Release is fetched: they are what is needed
+        // when it has not changed (or changed without touching these Packages files).
+        let preopened = cached
+            .as_ref()
+            .map(|c| self.preopen_indexes(source, arch, &c.info));
         match self
-            .load_online(fetcher, source, arch, now, opts, cached.as_ref())
+            .load_online(fetcher, source, arch, now, opts, cached.as_ref(), preopened)
             .await
         {
             Ok(loaded) => {
@@ -235,23 +460,25 @@ impl MetadataCache {
             }
             Err(e) if e.is_network() => {
                 let Some(c) = cached else { return Err(e) };
-                let when = format_time(
-                    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(c.header.fetched_at),
-                );
+                let when = format_time(UNIX_EPOCH + Duration::from_secs(c.header.fetched_at));
                 let expired = match c.info.valid_until {
                     Some(v) if v <= now => {
                         format!(" (its Valid-Until, {}, has passed)", format_time(v))
                     }
                     _ => String::new(),
                 };
-                match self.load_cached(source, arch, c) {
+                match self.load_cached(source, arch, c).await {
                     Ok(repos) => {
                         let w = format!(
                             "source {}: the mirror is unreachable ({e}); using the metadata cached on {when}{expired}",
                             source.id
                         );
                         tracing::warn!("{w}");
-                        Ok((repos, vec![w]))
+                        Ok(SourceLoad {
+                            repos,
+                            warnings: vec![w],
+                            stats: LoadStats::default(),
+                        })
                     }
                     Err(cache_err) => {
                         tracing::debug!("cache fallback failed: {cache_err}");
@@ -263,6 +490,32 @@ impl MetadataCache {
         }
     }
 
+    /// Opens the indexes a cached Release refers to, on a blocking thread; indexes that
+    /// do not open are left out.
+    fn preopen_indexes(
+        &self,
+        source: &Source,
+        arch: &str,
+        info: &ReleaseInfo,
+    ) -> tokio::task::JoinHandle<HashMap<String, Index>> {
+        let keys: Vec<(String, PathBuf)> = info
+            .packages_files(&source.layout, arch)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|w| w.cache_key())
+            .map(|k| {
+                let p = self.index_path(&k);
+                (k, p)
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            keys.into_iter()
+                .filter_map(|(k, p)| Index::open(&p).ok().map(|i| (k, i)))
+                .collect()
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn load_online(
         &self,
         fetcher: &Fetcher,
@@ -271,42 +524,111 @@ impl MetadataCache {
         now: SystemTime,
         opts: &LoadOptions,
         cached: Option<&CachedRelease>,
+        preopened: Option<tokio::task::JoinHandle<HashMap<String, Index>>>,
     ) -> Result<SourceLoad, RepoError> {
-        let keyring = if source.check_gpg {
-            Some(self.keyring(fetcher, source).await?)
-        } else {
-            None
-        };
         let t = Instant::now();
-        let fetched = fetch_release(fetcher, source, keyring.as_ref(), now).await?;
-        let release_sha256 = sha256_hex(&fetched.payload);
-        let unchanged = cached.is_some_and(|c| {
-            c.header.release_sha256 == release_sha256 && c.header.verified == source.check_gpg
+        let trust = self.trust(fetcher, source).await?;
+        // A cached entry whose verification can stand in for a new one, should the fetched
+        // file be the same.
+        let reusable = cached.filter(|c| {
+            c.header.trust == trust.id
+                && c.header.verified == source.check_gpg
+                && !c.header.raw_sha256.is_empty()
+                && c.header.verified_until.is_none_or(|u| u > epoch_secs(now))
         });
-        let info = ReleaseInfo::parse(
-            &fetched.payload,
-            release_sha256.clone(),
-            fetched.signed_by.clone(),
-        )
-        .map_err(|message| RepoError::Release {
-            source_id: source.id.clone(),
-            url: fetched.url.clone(),
-            message,
-        })?;
+        let inrelease_url = format!("{}InRelease", source.release_dir());
+        let validators = reusable
+            .filter(|c| c.header.url == inrelease_url)
+            .map(|c| Validators {
+                etag: c.header.etag.clone(),
+                last_modified: c.header.last_modified.clone(),
+            })
+            .filter(|v| !v.is_empty());
+        let fetched = fetch_release(fetcher, source, validators.as_ref()).await?;
+        let mut stats = LoadStats::default();
+        let (info, header, payload) = match fetched {
+            FetchedRelease::NotModified => {
+                let c = reusable.ok_or_else(|| {
+                    RepoError::Internal("HTTP 304 without a cached Release".into())
+                })?;
+                stats.releases_reused += 1;
+                stats.not_modified += 1;
+                (c.info.clone(), c.header.clone(), None)
+            }
+            FetchedRelease::Raw(raw) => {
+                let raw_sha256 = raw.sha256();
+                match reusable
+                    .filter(|c| c.header.raw_sha256 == raw_sha256 && c.header.url == raw.url)
+                {
+                    Some(c) => {
+                        stats.releases_reused += 1;
+                        let mut header = c.header.clone();
+                        header.etag = raw.validators.etag;
+                        header.last_modified = raw.validators.last_modified;
+                        (c.info.clone(), header, None)
+                    }
+                    None => {
+                        stats.releases_verified += 1;
+                        let url = raw.url.clone();
+                        let validators = raw.validators.clone();
+                        let checked = self.check_release(source, &trust, raw, now).await?;
+                        let release_sha256 = sha256_hex(&checked.payload);
+                        let info = ReleaseInfo::parse(
+                            &checked.payload,
+                            release_sha256.clone(),
+                            checked.signed_by.clone(),
+                        )
+                        .map_err(|message| RepoError::Release {
+                            source_id: source.id.clone(),
+                            url: url.clone(),
+                            message,
+                        })?;
+                        let header = ReleaseHeader {
+                            identity: source.cache_identity(arch),
+                            url,
+                            release_sha256,
+                            signed_by: checked.signed_by,
+                            verified: source.check_gpg,
+                            fetched_at: epoch_secs(now),
+                            indexes: Vec::new(),
+                            raw_sha256,
+                            trust: trust.id.clone(),
+                            verified_until: checked.expires.map(epoch_secs),
+                            etag: validators.etag,
+                            last_modified: validators.last_modified,
+                        };
+                        (Arc::new(info), header, Some(checked.payload))
+                    }
+                }
+            }
+        };
         tracing::debug!(
             source = %source.id,
-            unchanged,
+            reused = stats.releases_reused,
             ms = t.elapsed().as_millis() as u64,
             "release fetched and verified"
         );
+        let url = &header.url;
         if source.check_gpg
             && let Some(until) = info.valid_until
             && until <= now
         {
             return Err(RepoError::ReleaseExpired {
                 source_id: source.id.clone(),
-                url: fetched.url.clone(),
+                url: url.clone(),
                 valid_until: format_time(until),
+            });
+        }
+        // As apt does, whether or not the file is signed.
+        if let Some(date) = info.date
+            && let Ok(ahead) = date.duration_since(now)
+            && ahead > MAX_FUTURE
+        {
+            return Err(RepoError::ReleaseNotYetValid {
+                source_id: source.id.clone(),
+                url: url.clone(),
+                date: format_time(date),
+                remaining: format_duration(ahead - MAX_FUTURE),
             });
         }
         let mut warnings = Vec::new();
@@ -316,7 +638,7 @@ impl MetadataCache {
                 let w = format!(
                     "source {}: conflicting distribution: {} is for {} (Suite) / {} (Codename), not {suite}",
                     source.id,
-                    fetched.url,
+                    url,
                     info.suite.as_deref().unwrap_or("-"),
                     info.codename.as_deref().unwrap_or("-"),
                 );
@@ -324,50 +646,71 @@ impl MetadataCache {
                 warnings.push(w);
             }
         }
-        let info = Arc::new(info);
         let wanted =
             info.packages_files(&source.layout, arch)
                 .map_err(|what| RepoError::NoPackages {
                     source_id: source.id.clone(),
-                    url: fetched.url.clone(),
+                    url: url.clone(),
                     what,
                 })?;
         let index_keys: Vec<String> = wanted.iter().filter_map(|w| w.cache_key()).collect();
-        let results: Vec<Result<LoadedRepo, RepoError>> =
+        let mut preopened = match preopened {
+            Some(h) => h.await.unwrap_or_default(),
+            None => HashMap::new(),
+        };
+        let results: Vec<Result<(LoadedRepo, bool), RepoError>> =
             futures_util::stream::iter(wanted.into_iter().map(|w| {
                 let info = info.clone();
-                async move { self.packages(fetcher, source, info, w).await }
+                let open = w.cache_key().and_then(|k| preopened.remove(&k));
+                async move { self.packages(fetcher, source, info, w, open).await }
             }))
             .buffered(opts.concurrency.max(1))
             .collect()
             .await;
-        let repos = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        if !unchanged {
-            let header = ReleaseHeader {
-                identity: source.cache_identity(arch),
-                url: fetched.url.clone(),
-                release_sha256,
-                signed_by: fetched.signed_by.clone(),
-                verified: source.check_gpg,
-                fetched_at: now
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
-                indexes: index_keys,
-            };
-            self.write_release(source, arch, &header, &fetched.payload)?;
+        let mut repos = Vec::new();
+        for r in results {
+            let (repo, built) = r?;
+            stats.indexes_built += usize::from(built);
+            repos.push(repo);
         }
-        Ok((repos, warnings))
+        let mut header = header;
+        header.indexes = index_keys;
+        if cached.is_none_or(|c| c.header != header) {
+            let payload = match payload {
+                Some(p) => p,
+                None => reusable.map(|c| c.payload.clone()).unwrap_or_default(),
+            };
+            self.write_release(source, arch, &header, payload).await?;
+        }
+        Ok(SourceLoad {
+            repos,
+            warnings,
+            stats,
+        })
     }
 
-    /// The source's keyring, from files, inline keys and key URLs.
-    async fn keyring(&self, fetcher: &Fetcher, source: &Source) -> Result<Keyring, RepoError> {
+    /// The source's trust settings, with the bytes of its keys (from files, inline keys
+    /// and key URLs).
+    async fn trust(&self, fetcher: &Fetcher, source: &Source) -> Result<Trust, RepoError> {
+        let mut h = Sha256::new();
+        h.update(b"kiln-trust 1\n");
+        if !source.check_gpg {
+            h.update(b"check_gpg=false\n");
+            return Ok(Trust {
+                id: hex(&h.finalize()),
+                keys: Vec::new(),
+            });
+        }
         if source.keys.is_empty() {
             return Err(RepoError::NoKeys {
                 source_id: source.id.clone(),
             });
         }
-        let mut keyring = Keyring::new();
+        h.update(b"check_gpg=true\n");
+        for f in &source.key_fingerprints {
+            h.update(format!("fpr {}\n", f.to_ascii_uppercase()));
+        }
+        let mut keys = Vec::new();
         for k in &source.keys {
             let key_err = |message: String| RepoError::Key {
                 source_id: source.id.clone(),
@@ -382,36 +725,47 @@ impl MetadataCache {
                     .await?
                     .ok_or_else(|| key_err("not found (HTTP 404)".into()))?,
             };
-            keyring.add_bytes(&bytes, &k.describe()).map_err(key_err)?;
+            h.update(format!("key {} {}\n", k.describe(), bytes.len()));
+            h.update(&bytes);
+            keys.push((k.clone(), bytes));
         }
-        keyring.retain_fingerprints(&source.key_fingerprints);
-        if keyring.is_empty() {
-            return Err(RepoError::Key {
-                source_id: source.id.clone(),
-                key: source
-                    .keys
-                    .iter()
-                    .map(KeySource::describe)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                message: format!(
-                    "none of the keys has a fingerprint listed in Signed-By ({})",
-                    source.key_fingerprints.join(", ")
-                ),
-            });
-        }
-        Ok(keyring)
+        Ok(Trust {
+            id: hex(&h.finalize()),
+            keys,
+        })
     }
 
-    /// Loads one Packages file: from its cached index, or by download + verification +
-    /// index build.
+    /// Verifies (with check_gpg) and unwraps a fetched Release, on a blocking thread.
+    async fn check_release(
+        &self,
+        source: &Source,
+        trust: &Trust,
+        raw: RawRelease,
+        now: SystemTime,
+    ) -> Result<Checked, RepoError> {
+        let source = source.clone();
+        let keys = trust.keys.clone();
+        blocking(move || {
+            let keyring = if source.check_gpg {
+                Some(keyring(&source, &keys)?)
+            } else {
+                None
+            };
+            verify_release(&source, keyring.as_ref(), raw, now)
+        })
+        .await
+    }
+
+    /// Loads one Packages file: `open` (its index, already opened), from its cached index,
+    /// or by download + verification + index build (then the flag is true).
     async fn packages(
         &self,
         fetcher: &Fetcher,
         source: &Source,
         info: Arc<ReleaseInfo>,
         wanted: WantedPackages,
-    ) -> Result<LoadedRepo, RepoError> {
+        open: Option<Index>,
+    ) -> Result<(LoadedRepo, bool), RepoError> {
         let dir_url = source.release_dir();
         let key = wanted.cache_key().ok_or_else(|| RepoError::NoPackages {
             source_id: source.id.clone(),
@@ -427,9 +781,12 @@ impl MetadataCache {
             release_info: info.clone(),
             stale: false,
         };
-        if let Some(index) = open_index(&path).await {
+        if let Some(index) = open {
+            return Ok((make(index), false));
+        }
+        if let Some(index) = open_index(&self.dir, &path).await {
             tracing::debug!(source = %source.id, file = %wanted.path, "index from cache");
-            return Ok(make(index));
+            return Ok((make(index), false));
         }
 
         let mut last_missing = None;
@@ -459,23 +816,30 @@ impl MetadataCache {
                 last_missing = Some(plain_url);
                 continue;
             };
+            if let Some(p) = &fetcher.progress {
+                p(ProgressEvent::Indexing {
+                    source_id: source.id.clone(),
+                    path: wanted.path.clone(),
+                });
+            }
             let t = Instant::now();
             let source_id = source.id.clone();
             let cand_owned = cand.clone();
             let uncompressed = wanted.uncompressed.clone();
             let index_path = path.clone();
-            let built = tokio::task::spawn_blocking(move || {
+            let cache_dir = self.dir.clone();
+            let built = blocking(move || {
                 build_index(
                     &source_id,
                     &url,
                     &cand_owned,
                     uncompressed.as_ref(),
                     &bytes,
+                    &cache_dir,
                     &index_path,
                 )
             })
-            .await
-            .map_err(|e| RepoError::Internal(format!("index build task failed: {e}")))??;
+            .await?;
             tracing::debug!(
                 source = %source.id,
                 file = %cand.path,
@@ -483,22 +847,23 @@ impl MetadataCache {
                 ms = t.elapsed().as_millis() as u64,
                 "verified, decompressed and indexed"
             );
-            return Ok(make(built));
+            return Ok((make(built), true));
         }
         Err(RepoError::HttpStatus {
             source_id: source.id.clone(),
             url: last_missing.unwrap_or(dir_url),
             status: 404,
+            attempts: 1,
         })
     }
 
-    fn load_cached(
+    async fn load_cached(
         &self,
         source: &Source,
         arch: &str,
         cached: CachedRelease,
     ) -> Result<Vec<LoadedRepo>, RepoError> {
-        let info = Arc::new(cached.info);
+        let info = cached.info;
         let wanted =
             info.packages_files(&source.layout, arch)
                 .map_err(|what| RepoError::NoPackages {
@@ -506,32 +871,48 @@ impl MetadataCache {
                     url: cached.header.url.clone(),
                     what,
                 })?;
-        let mut repos = Vec::new();
-        for w in wanted {
-            let key = w.cache_key().unwrap_or_default();
-            let path = self.index_path(&key);
-            let index = Index::open(&path).map_err(|e| RepoError::Index {
-                source_id: source.id.clone(),
-                url: path.display().to_string(),
-                source: e,
-            })?;
-            repos.push(LoadedRepo {
+        let paths: Vec<PathBuf> = wanted
+            .iter()
+            .map(|w| self.index_path(&w.cache_key().unwrap_or_default()))
+            .collect();
+        let source_id = source.id.clone();
+        let indexes = blocking(move || {
+            paths
+                .iter()
+                .map(|path| {
+                    Index::open(path).map_err(|e| RepoError::Index {
+                        source_id: source_id.clone(),
+                        url: path.display().to_string(),
+                        source: e,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        Ok(wanted
+            .into_iter()
+            .zip(indexes)
+            .map(|(w, index)| LoadedRepo {
                 source_id: source.id.clone(),
                 base_url: source.package_base(),
-                packages_path: w.path.clone(),
+                packages_path: w.path,
                 index,
                 release_info: info.clone(),
                 stale: true,
-            });
-        }
-        Ok(repos)
+            })
+            .collect())
     }
 
     /// Deletes indexes that no cached Release refers to and leftover temporary files,
     /// except files changed in the last hour (a concurrent load may be about to refer to
-    /// them). Returns how many files were removed.
+    /// them). Returns how many files were removed. Waits for other processes' writes to
+    /// the cache to finish.
     pub fn prune(&self) -> Result<usize, RepoError> {
-        let grace = std::time::Duration::from_secs(3600);
+        if !self.dir.exists() {
+            return Ok(0);
+        }
+        let _lock = lock_cache(&self.dir)?;
+        let grace = Duration::from_secs(3600);
         let recent = |p: &Path| {
             std::fs::metadata(p)
                 .and_then(|m| m.modified())
@@ -546,14 +927,15 @@ impl MetadataCache {
                 Err(e) => Err(RepoError::io(dir, e)),
             }
         };
+        let is_tmp = |p: &Path| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".tmp-"))
+        };
         let mut keep = std::collections::HashSet::new();
         let mut removed = 0;
         for p in list(&self.dir.join("release"))? {
-            let is_tmp = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(".tmp-"));
-            if is_tmp {
+            if is_tmp(&p) {
                 if !recent(&p) && std::fs::remove_file(&p).is_ok() {
                     removed += 1;
                 }
@@ -576,7 +958,10 @@ impl MetadataCache {
         for p in list(&self.dir.join("index"))? {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let key = name.strip_suffix(".idx").unwrap_or(name);
-            if !keep.contains(key) && !recent(&p) && std::fs::remove_file(&p).is_ok() {
+            if (is_tmp(&p) || !keep.contains(key))
+                && !recent(&p)
+                && std::fs::remove_file(&p).is_ok()
+            {
                 removed += 1;
             }
         }
@@ -584,47 +969,68 @@ impl MetadataCache {
         Ok(removed)
     }
 
-    fn read_release(&self, source: &Source, arch: &str) -> Option<CachedRelease> {
+    async fn read_release(&self, source: &Source, arch: &str) -> Option<CachedRelease> {
         let path = self.release_path(source, arch);
-        let bytes = std::fs::read(&path).ok()?;
-        let parsed = (|| {
-            let nl = bytes.iter().position(|&b| b == b'\n')?;
-            if &bytes[..nl] != RELEASE_MAGIC.as_bytes() {
-                return None;
+        let identity = source.cache_identity(arch);
+        let check_gpg = source.check_gpg;
+        let dir = self.dir.clone();
+        blocking(move || {
+            let parse = |bytes: &[u8]| {
+                let nl = bytes.iter().position(|&b| b == b'\n')?;
+                if &bytes[..nl] != RELEASE_MAGIC.as_bytes() {
+                    return None;
+                }
+                let rest = &bytes[nl + 1..];
+                let nl2 = rest.iter().position(|&b| b == b'\n')?;
+                let header: ReleaseHeader = serde_json::from_slice(&rest[..nl2]).ok()?;
+                let payload = rest[nl2 + 1..].to_vec();
+                if header.identity != identity
+                    || (check_gpg && !header.verified)
+                    || sha256_hex(&payload) != header.release_sha256
+                {
+                    return None;
+                }
+                let info = ReleaseInfo::parse(
+                    &payload,
+                    header.release_sha256.clone(),
+                    header.signed_by.clone(),
+                )
+                .ok()?;
+                Some(CachedRelease {
+                    header,
+                    payload,
+                    info: Arc::new(info),
+                })
+            };
+            let Ok(bytes) = std::fs::read(&path) else {
+                return Ok(None);
+            };
+            let parsed = parse(&bytes);
+            if parsed.is_none() {
+                // Delete it, unless another process has just replaced it.
+                let _lock = lock_cache(&dir)?;
+                if std::fs::read(&path).is_ok_and(|now| now == bytes) {
+                    tracing::warn!(path = %path.display(), "discarding an unusable cache entry");
+                    let _ = std::fs::remove_file(&path);
+                }
             }
-            let rest = &bytes[nl + 1..];
-            let nl2 = rest.iter().position(|&b| b == b'\n')?;
-            let header: ReleaseHeader = serde_json::from_slice(&rest[..nl2]).ok()?;
-            let payload = &rest[nl2 + 1..];
-            if header.identity != source.cache_identity(arch)
-                || (source.check_gpg && !header.verified)
-                || sha256_hex(payload) != header.release_sha256
-            {
-                return None;
-            }
-            let info = ReleaseInfo::parse(
-                payload,
-                header.release_sha256.clone(),
-                header.signed_by.clone(),
-            )
-            .ok()?;
-            Some(CachedRelease { header, info })
-        })();
-        if parsed.is_none() {
-            tracing::warn!(path = %path.display(), "discarding a corrupt cache entry");
-            let _ = std::fs::remove_file(&path);
-        }
-        parsed
+            Ok(parsed)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot read the cached Release: {e}");
+            None
+        })
     }
 
-    fn write_release(
+    async fn write_release(
         &self,
         source: &Source,
         arch: &str,
         header: &ReleaseHeader,
-        payload: &[u8],
+        payload: Vec<u8>,
     ) -> Result<(), RepoError> {
-        let mut bytes = Vec::with_capacity(payload.len() + 512);
+        let mut bytes = Vec::with_capacity(payload.len() + 1024);
         bytes.extend_from_slice(RELEASE_MAGIC.as_bytes());
         bytes.push(b'\n');
         bytes.extend_from_slice(
@@ -633,15 +1039,22 @@ impl MetadataCache {
                 .as_bytes(),
         );
         bytes.push(b'\n');
-        bytes.extend_from_slice(payload);
-        write_atomic(&self.release_path(source, arch), &bytes)
+        bytes.extend_from_slice(&payload);
+        let path = self.release_path(source, arch);
+        let dir = self.dir.clone();
+        blocking(move || {
+            let _lock = lock_cache(&dir)?;
+            write_atomic(&path, &bytes)
+        })
+        .await
     }
 }
 
 /// Opens a cached index; a corrupt one is deleted (and `None` returned) so that it is
 /// rebuilt.
-async fn open_index(path: &Path) -> Option<Index> {
+async fn open_index(cache_dir: &Path, path: &Path) -> Option<Index> {
     let path = path.to_path_buf();
+    let cache_dir = cache_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         if !path.exists() {
             return None;
@@ -649,6 +1062,11 @@ async fn open_index(path: &Path) -> Option<Index> {
         match Index::open(&path) {
             Ok(i) => Some(i),
             Err(e) => {
+                // Delete it, unless another process has just replaced it with a good one.
+                let _lock = lock_cache(&cache_dir).ok()?;
+                if let Ok(i) = Index::open(&path) {
+                    return Some(i);
+                }
                 tracing::warn!(path = %path.display(), "discarding a corrupt cached index: {e}");
                 let _ = std::fs::remove_file(&path);
                 None
@@ -661,13 +1079,15 @@ async fn open_index(path: &Path) -> Option<Index> {
 }
 
 /// Verifies a downloaded Packages file against the Release, decompresses it, builds its
-/// index and stores it atomically at `index_path`.
+/// index and stores it atomically at `index_path` (under the cache lock, unless another
+/// process has stored it meanwhile).
 fn build_index(
     source_id: &str,
     url: &str,
     cand: &crate::release::Candidate,
     uncompressed: Option<&crate::release::FileEntry>,
     bytes: &[u8],
+    cache_dir: &Path,
     index_path: &Path,
 ) -> Result<Index, RepoError> {
     let mismatch = |expected: String, actual: String| RepoError::Mismatch {
@@ -716,67 +1136,149 @@ fn build_index(
     })?;
     drop(text);
     let bytes = builder.finish();
-    write_atomic(index_path, &bytes)?;
-    Index::open(index_path).map_err(|e| RepoError::Index {
+    {
+        let _lock = lock_cache(cache_dir)?;
+        // The same content (the name is its hash) may have been stored by another process
+        // meanwhile; replacing it is harmless but needless.
+        if !index_path.exists() {
+            write_atomic(index_path, &bytes)?;
+        }
+    }
+    match Index::open(index_path) {
+        Ok(i) => Ok(i),
+        // Not ours and corrupt: ours is good.
+        Err(_) => Index::from_bytes(bytes),
+    }
+    .map_err(|e| RepoError::Index {
         source_id: source_id.to_string(),
         url: index_path.display().to_string(),
         source: e,
     })
 }
 
-/// Fetches `InRelease` (or `Release` + `Release.gpg`) and verifies it.
-async fn fetch_release(
-    fetcher: &Fetcher,
+/// The keyring of a source from its keys' bytes.
+fn keyring(source: &Source, keys: &[(KeySource, Vec<u8>)]) -> Result<Keyring, RepoError> {
+    let mut keyring = Keyring::new();
+    for (k, bytes) in keys {
+        keyring
+            .add_bytes(bytes, &k.describe())
+            .map_err(|message| RepoError::Key {
+                source_id: source.id.clone(),
+                key: k.describe(),
+                message,
+            })?;
+    }
+    keyring.retain_fingerprints(&source.key_fingerprints);
+    if keyring.is_empty() {
+        return Err(RepoError::Key {
+            source_id: source.id.clone(),
+            key: source
+                .keys
+                .iter()
+                .map(KeySource::describe)
+                .collect::<Vec<_>>()
+                .join(", "),
+            message: format!(
+                "none of the keys has a fingerprint listed in Signed-By ({})",
+                source.key_fingerprints.join(", ")
+            ),
+        });
+    }
+    Ok(keyring)
+}
+
+/// Verifies a fetched Release with `keyring` (or, without one, only unwraps it).
+fn verify_release(
     source: &Source,
     keyring: Option<&Keyring>,
+    raw: RawRelease,
     now: SystemTime,
-) -> Result<FetchedRelease, RepoError> {
-    let dir = source.release_dir();
-    let inrelease_url = format!("{dir}InRelease");
-    let map_verify = |url: &str, e: VerifyError| match e {
+) -> Result<Checked, RepoError> {
+    let url = raw.url;
+    let map_verify = |e: VerifyError| match e {
         VerifyError::NotSigned(detail) => RepoError::Unsigned {
             source_id: source.id.clone(),
-            url: url.to_string(),
+            url: url.clone(),
             detail: format!("{url}: {detail}"),
         },
         VerifyError::Malformed(m) => RepoError::BadSignature {
             source_id: source.id.clone(),
-            url: url.to_string(),
+            url: url.clone(),
             reasons: vec![m],
         },
         VerifyError::UnknownKey { key_ids } => RepoError::UnknownKey {
             source_id: source.id.clone(),
-            url: url.to_string(),
+            url: url.clone(),
             key_ids,
             keyrings: keyring.map(|k| k.origins.clone()).unwrap_or_default(),
         },
         VerifyError::Rejected { reasons } => RepoError::BadSignature {
             source_id: source.id.clone(),
-            url: url.to_string(),
+            url: url.clone(),
             reasons,
         },
     };
-    if let Some(bytes) = fetcher
-        .get(&source.id, &inrelease_url, source.check_ssl, MAX_RELEASE)
+    let unverified = |payload| Checked {
+        payload,
+        signed_by: Vec::new(),
+        expires: None,
+    };
+    let verified = |v: openpgp::Verified| Checked {
+        payload: v.payload,
+        signed_by: v.signers,
+        expires: v.expires,
+    };
+    match (raw.kind, keyring) {
+        (RawKind::InRelease(bytes), Some(k)) => openpgp::verify_cleartext(&bytes, k, now)
+            .map(verified)
+            .map_err(map_verify),
+        (RawKind::InRelease(bytes), None) => openpgp::cleartext_payload_unverified(&bytes)
+            .map(unverified)
+            .map_err(map_verify),
+        (
+            RawKind::Detached {
+                release,
+                signature: Some(sig),
+            },
+            Some(k),
+        ) => openpgp::verify_detached(&release, &sig, k, now)
+            .map(verified)
+            .map_err(map_verify),
+        (RawKind::Detached { release, .. }, None) => Ok(unverified(release)),
+        (RawKind::Detached { .. }, Some(_)) => Err(RepoError::Internal(format!(
+            "{url}: no signature to verify"
+        ))),
+    }
+}
+
+/// Fetches `InRelease` (conditionally with `validators`), or `Release` (+ `Release.gpg`
+/// with check_gpg).
+async fn fetch_release(
+    fetcher: &Fetcher,
+    source: &Source,
+    validators: Option<&Validators>,
+) -> Result<FetchedRelease, RepoError> {
+    let dir = source.release_dir();
+    let inrelease_url = format!("{dir}InRelease");
+    match fetcher
+        .fetch(
+            &source.id,
+            &inrelease_url,
+            source.check_ssl,
+            MAX_RELEASE,
+            validators,
+        )
         .await?
     {
-        return match keyring {
-            Some(k) => {
-                let v = openpgp::verify_cleartext(&bytes, k, now)
-                    .map_err(|e| map_verify(&inrelease_url, e))?;
-                Ok(FetchedRelease {
-                    url: inrelease_url,
-                    payload: v.payload,
-                    signed_by: v.signers,
-                })
-            }
-            None => Ok(FetchedRelease {
-                payload: openpgp::cleartext_payload_unverified(&bytes)
-                    .map_err(|e| map_verify(&inrelease_url, e))?,
+        Got::NotModified => return Ok(FetchedRelease::NotModified),
+        Got::Body { bytes, validators } => {
+            return Ok(FetchedRelease::Raw(RawRelease {
                 url: inrelease_url,
-                signed_by: Vec::new(),
-            }),
-        };
+                kind: RawKind::InRelease(bytes),
+                validators,
+            }));
+        }
+        Got::NotFound => {}
     }
     let release_url = format!("{dir}Release");
     let Some(release) = fetcher
@@ -791,29 +1293,25 @@ async fn fetch_release(
                     .into(),
         });
     };
-    let Some(k) = keyring else {
-        return Ok(FetchedRelease {
-            url: release_url,
-            payload: release,
-            signed_by: Vec::new(),
-        });
+    let signature = if source.check_gpg {
+        let sig_url = format!("{dir}Release.gpg");
+        let Some(sig) = fetcher
+            .get(&source.id, &sig_url, source.check_ssl, MAX_RELEASE)
+            .await?
+        else {
+            return Err(RepoError::Unsigned {
+                source_id: source.id.clone(),
+                url: release_url.clone(),
+                detail: format!("{dir} has no InRelease and no Release.gpg"),
+            });
+        };
+        Some(sig)
+    } else {
+        None
     };
-    let sig_url = format!("{dir}Release.gpg");
-    let Some(sig) = fetcher
-        .get(&source.id, &sig_url, source.check_ssl, MAX_RELEASE)
-        .await?
-    else {
-        return Err(RepoError::Unsigned {
-            source_id: source.id.clone(),
-            url: release_url.clone(),
-            detail: format!("{dir} has no InRelease and no Release.gpg"),
-        });
-    };
-    let v = openpgp::verify_detached(&release, &sig, k, now)
-        .map_err(|e| map_verify(&release_url, e))?;
-    Ok(FetchedRelease {
+    Ok(FetchedRelease::Raw(RawRelease {
         url: release_url,
-        payload: v.payload,
-        signed_by: v.signers,
-    })
+        kind: RawKind::Detached { release, signature },
+        validators: Validators::default(),
+    }))
 }

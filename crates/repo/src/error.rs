@@ -55,18 +55,22 @@ pub enum RepoError {
     },
 
     /// A network or protocol error while fetching a URL.
-    #[error("source {source_id}: cannot fetch {url}: {message}")]
+    #[error("source {source_id}: cannot fetch {url}: {message}{}", attempts_note(*attempts))]
     Fetch {
         source_id: String,
         url: String,
         message: String,
+        /// How many times the download was tried (transient errors are retried).
+        attempts: u32,
     },
 
-    #[error("source {source_id}: {url} answered HTTP {status}")]
+    #[error("source {source_id}: {url} answered HTTP {status}{}", attempts_note(*attempts))]
     HttpStatus {
         source_id: String,
         url: String,
         status: u16,
+        /// How many times the download was tried (HTTP 5xx is retried).
+        attempts: u32,
     },
 
     /// The repository has neither `InRelease` nor `Release` + `Release.gpg`.
@@ -125,6 +129,19 @@ pub enum RepoError {
         valid_until: String,
     },
 
+    /// The Release file's `Date` is more than a day after now (apt: "Release file ... is
+    /// not valid yet").
+    #[error(
+        "source {source_id}: the Release file {url} is not valid yet (invalid for another {remaining}): its Date is {date}; the clock is wrong or the mirror is broken"
+    )]
+    ReleaseNotYetValid {
+        source_id: String,
+        url: String,
+        date: String,
+        /// How long until the file becomes valid, e.g. `2d 3h 10min`.
+        remaining: String,
+    },
+
     /// The Release file is malformed or lacks what kiln needs.
     #[error("source {source_id}: {url}: {message}")]
     Release {
@@ -169,7 +186,25 @@ pub enum RepoError {
     Internal(String),
 }
 
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (gave up after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
 impl RepoError {
+    /// Records how many attempts a download error took.
+    pub(crate) fn with_attempts(mut self, n: u32) -> Self {
+        if let RepoError::Fetch { attempts, .. } | RepoError::HttpStatus { attempts, .. } =
+            &mut self
+        {
+            *attempts = n;
+        }
+        self
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         RepoError::Io {
             path: path.into(),

@@ -9,7 +9,11 @@
 //! - [`openpgp`]: verification of `InRelease` / `Release.gpg` with a policy (expiry,
 //!   revocation, weak hashes).
 //! - [`cache`]: [`MetadataCache::load`], which fetches, verifies and indexes repository
-//!   metadata into a [`Universe`] of `kiln_deb::Index`es, with an on-disk cache.
+//!   metadata into a [`Universe`] of `kiln_deb::Index`es, with an on-disk cache that
+//!   several processes may share. Warm loads request `InRelease` conditionally and reuse
+//!   the verification of an unchanged one; transient download errors are retried (3
+//!   attempts, backoff from 200 ms); [`LoadOptions::progress`] reports downloads and
+//!   index builds.
 //!
 //! No mirror host name is built in: mirrors come from the host's apt configuration or
 //! from kiln's configuration file.
@@ -59,7 +63,9 @@ pub mod source;
 mod util;
 
 pub use apt::{AptSource, SignedBy, SystemSources};
-pub use cache::{LoadOptions, LoadedRepo, MetadataCache, Universe};
+pub use cache::{
+    LoadOptions, LoadStats, LoadedRepo, MetadataCache, ProgressEvent, ProgressFn, Universe,
+};
 pub use distro::{
     DEFAULT_DEBIAN_KEYRING, Distro, HostConfig, KilnConfig, Mirror, distro_sources,
     system_source_configs,

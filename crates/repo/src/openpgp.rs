@@ -48,6 +48,9 @@ pub struct Verified {
     pub payload: Vec<u8>,
     /// The fingerprints (and first user id) of the keys that made good signatures.
     pub signers: Vec<String>,
+    /// When this verification stops holding because a key, subkey or signature expires
+    /// (the latest such time over the good signatures); `None`: never.
+    pub expires: Option<SystemTime>,
 }
 
 impl Keyring {
@@ -222,9 +225,18 @@ fn newer<'a>(cur: Option<&'a Signature>, s: &'a Signature) -> Option<&'a Signatu
     }
 }
 
+/// The earlier of two optional expiry times (`None`: never).
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// Checks that the primary key is usable at `now`: a valid self-signature, not revoked,
-/// not expired.
-fn primary_status(key: &SignedPublicKey, now: i64) -> Result<(), String> {
+/// not expired. Returns when it expires.
+fn primary_status(key: &SignedPublicKey, now: i64) -> Result<Option<i64>, String> {
     let label = user_label(key);
     let pk = &key.primary_key;
     for rev in &key.details.revocation_signatures {
@@ -267,16 +279,17 @@ fn primary_status(key: &SignedPublicKey, now: i64) -> Result<(), String> {
         if expires <= now {
             return Err(format!("key {label} expired on {}", fmt_secs(expires)));
         }
+        return Ok(Some(expires));
     }
-    Ok(())
+    Ok(None)
 }
 
-/// Checks that a subkey is usable for signing at `now`.
+/// Checks that a subkey is usable for signing at `now`. Returns when it expires.
 fn subkey_status(
     key: &SignedPublicKey,
     sub: &pgp::composed::SignedPublicSubKey,
     now: i64,
-) -> Result<(), String> {
+) -> Result<Option<i64>, String> {
     let label = format!("{} (subkey of {})", fpr_hex(&sub.key), user_label(key));
     let pk = &key.primary_key;
     let mut newest: Option<&Signature> = None;
@@ -308,22 +321,27 @@ fn subkey_status(
         if expires <= now {
             return Err(format!("subkey {label} expired on {}", fmt_secs(expires)));
         }
+        return Ok(Some(expires));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Checks each signature against the keyring; `data` is what the signatures cover.
+/// Returns the signers and when the verification stops holding (see
+/// [`Verified::expires`]).
 fn check_signatures(
     signatures: &[Signature],
     data: &[u8],
     keyring: &Keyring,
     now: SystemTime,
-) -> Result<Vec<String>, VerifyError> {
+) -> Result<(Vec<String>, Option<SystemTime>), VerifyError> {
     if signatures.is_empty() {
         return Err(VerifyError::NotSigned("no signature packets".into()));
     }
     let now = secs(now);
     let mut good = Vec::new();
+    // The latest expiry over the good signatures; `None` once one never expires.
+    let mut expires: Option<Option<i64>> = None;
     let mut reasons = Vec::new();
     let mut unknown = Vec::new();
     for sig in signatures {
@@ -360,8 +378,13 @@ fn check_signatures(
         for (key, comp) in candidates {
             let fp = comp.fingerprint(key);
             match check_one(sig, data, key, comp, now) {
-                Ok(()) => {
+                Ok(until) => {
                     good.push(user_label(key));
+                    expires = Some(match (expires, until) {
+                        (None, u) => u,
+                        (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                        (Some(_), _) => None,
+                    });
                     break;
                 }
                 Err(r) => {
@@ -373,7 +396,10 @@ fn check_signatures(
         }
     }
     if !good.is_empty() {
-        return Ok(good);
+        let expires = expires
+            .flatten()
+            .map(|s| UNIX_EPOCH + std::time::Duration::from_secs(s.max(0) as u64));
+        return Ok((good, expires));
     }
     if reasons.is_empty() {
         return Err(VerifyError::UnknownKey { key_ids: unknown });
@@ -393,7 +419,7 @@ fn check_one(
     key: &SignedPublicKey,
     comp: Component<'_>,
     now: i64,
-) -> Result<(), String> {
+) -> Result<Option<i64>, String> {
     let hash = sig
         .hash_alg()
         .ok_or_else(|| "unsupported signature version".to_string())?;
@@ -413,11 +439,11 @@ fn check_one(
     if let Err(e) = verified {
         return Err(format!("BAD signature ({e})"));
     }
-    primary_status(key, now)?;
+    let mut expires = primary_status(key, now)?;
     let key_created = match comp {
         Component::Primary => key.primary_key.created_at(),
         Component::Sub(s) => {
-            subkey_status(key, s, now)?;
+            expires = earliest(expires, subkey_status(key, s, now)?);
             s.key.created_at()
         }
     };
@@ -429,12 +455,16 @@ fn check_one(
         return Err("the signature is older than its key".into());
     }
     if let Some(d) = sig.signature_expiration_time().filter(|d| d.as_secs() != 0) {
-        let expires = created + d.as_secs() as i64;
-        if expires <= now {
-            return Err(format!("the signature expired on {}", fmt_secs(expires)));
+        let sig_expires = created + d.as_secs() as i64;
+        if sig_expires <= now {
+            return Err(format!(
+                "the signature expired on {}",
+                fmt_secs(sig_expires)
+            ));
         }
+        expires = earliest(expires, Some(sig_expires));
     }
-    Ok(())
+    Ok(expires)
 }
 
 fn normalize_payload(text: &str) -> Vec<u8> {
@@ -469,10 +499,11 @@ pub fn verify_cleartext(
 ) -> Result<Verified, VerifyError> {
     let msg = parse_cleartext(data)?;
     let signed = msg.signed_text();
-    let signers = check_signatures(msg.signatures(), signed.as_bytes(), keyring, now)?;
+    let (signers, expires) = check_signatures(msg.signatures(), signed.as_bytes(), keyring, now)?;
     Ok(Verified {
         payload: normalize_payload(&signed),
         signers,
+        expires,
     })
 }
 
@@ -510,9 +541,10 @@ pub fn verify_detached(
             .collect::<Result<_, _>>()
             .map_err(|e| VerifyError::Malformed(format!("cannot parse the signature: {e}")))?
     };
-    let signers = check_signatures(&sigs, content, keyring, now)?;
+    let (signers, expires) = check_signatures(&sigs, content, keyring, now)?;
     Ok(Verified {
         payload: content.to_vec(),
         signers,
+        expires,
     })
 }

@@ -85,6 +85,9 @@ fn real_debian_inrelease_files_verify() {
             v.signers
         );
         assert!(!v.signers.is_empty());
+        // Debian's archive keys expire: the verification holds until the latest of the
+        // good signatures' keys expires (so a cached verification is redone then).
+        assert!(v.expires.is_some_and(|e| e > now), "{:?}", v.expires);
         // The payload is the Release text: it parses and has the SHA256 list.
         let info = ReleaseInfo::parse(&v.payload, String::new(), v.signers.clone()).unwrap();
         assert_eq!(info.origin.as_deref(), Some("Debian"));

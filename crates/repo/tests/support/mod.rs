@@ -431,39 +431,86 @@ pub fn publish_flat(dir: &Path, gpg: &Gpg, pkgs: &[Pkg], p: &Publish) {
 // ---------------------------------------------------------------- HTTP server
 
 /// A tiny HTTP/1.1 file server on 127.0.0.1 (GET only, one connection at a time,
-/// `Connection: close`), logging each requested path.
+/// `Connection: close`), logging each request. It sends `ETag` (a hash of the content)
+/// and `Last-Modified` (the file's mtime) and answers conditional requests with 304
+/// (`If-None-Match` taking precedence over `If-Modified-Since`, as RFC 9110 says), unless
+/// [`Server::set_validators`] turned that off. Faults can be injected per path.
 pub struct Server {
     pub port: u16,
     pub root: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
+    state: Arc<ServerState>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
+}
+
+/// A request the server answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Logged {
+    pub path: String,
+    pub status: u16,
+    /// The request had `If-None-Match` or `If-Modified-Since`.
+    pub conditional: bool,
+}
+
+/// A fault injected into the answer to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status (and an empty body).
+    Status(u16),
+    /// Send the headers with the full `Content-Length`, half of the body, then close.
+    DropMidBody,
+}
+
+#[derive(Default)]
+struct ServerState {
+    log: Mutex<Vec<Logged>>,
+    /// `(path substring, fault)`: the first rule matching a request is used up by it.
+    faults: Mutex<Vec<(String, Fault)>>,
+    no_validators: AtomicBool,
 }
 
 impl Server {
     pub fn start(root: &Path) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(ServerState::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (root2, log2, stop2) = (root.to_path_buf(), log.clone(), stop.clone());
+        let (root2, state2, stop2) = (root.to_path_buf(), state.clone(), stop.clone());
         let handle = std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(s) = stream {
-                    let _ = handle_conn(s, &root2, &log2);
+                    let _ = handle_conn(s, &root2, &state2);
                 }
             }
         });
         Server {
             port,
             root: root.to_path_buf(),
-            log,
+            state,
             stop,
             handle: Some(handle),
         }
+    }
+
+    /// The next `times` requests whose path contains `path_part` get `fault`.
+    pub fn inject(&self, path_part: &str, fault: Fault, times: usize) {
+        let mut f = self.state.faults.lock().unwrap();
+        for _ in 0..times {
+            f.push((path_part.to_string(), fault));
+        }
+    }
+
+    /// Whether to send `ETag`/`Last-Modified` and answer conditional requests with 304.
+    pub fn set_validators(&self, on: bool) {
+        self.state.no_validators.store(!on, Ordering::SeqCst);
+    }
+
+    /// The requests answered so far (and clears the log).
+    pub fn take_requests(&self) -> Vec<Logged> {
+        std::mem::take(&mut *self.state.log.lock().unwrap())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -472,7 +519,7 @@ impl Server {
 
     /// The paths requested so far (and clears the log).
     pub fn take_log(&self) -> Vec<String> {
-        std::mem::take(&mut *self.log.lock().unwrap())
+        self.take_requests().into_iter().map(|r| r.path).collect()
     }
 }
 
@@ -486,19 +533,69 @@ impl Drop for Server {
     }
 }
 
-fn handle_conn(s: TcpStream, root: &Path, log: &Mutex<Vec<String>>) -> std::io::Result<()> {
+/// `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} GMT",
+        WD[days.rem_euclid(7) as usize],
+        MON[(m - 1) as usize],
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+fn handle_conn(s: TcpStream, root: &Path, state: &ServerState) -> std::io::Result<()> {
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     let mut r = BufReader::new(s.try_clone()?);
     let mut first = String::new();
     r.read_line(&mut first)?;
+    let (mut if_none_match, mut if_modified_since) = (None, None);
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
             break;
         }
+        if let Some((name, value)) = h.split_once(':') {
+            let value = Some(value.trim().to_string());
+            if name.eq_ignore_ascii_case("if-none-match") {
+                if_none_match = value;
+            } else if name.eq_ignore_ascii_case("if-modified-since") {
+                if_modified_since = value;
+            }
+        }
     }
     let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
-    log.lock().unwrap().push(path.clone());
+    let conditional = if_none_match.is_some() || if_modified_since.is_some();
+    let log = |status| {
+        state.log.lock().unwrap().push(Logged {
+            path: path.clone(),
+            status,
+            conditional,
+        })
+    };
+    let fault = {
+        let mut f = state.faults.lock().unwrap();
+        f.iter()
+            .position(|(p, _)| path.contains(p.as_str()))
+            .map(|i| f.remove(i).1)
+    };
     let rel = path.trim_start_matches('/');
     let mut w = s;
     let file = root.join(rel);
@@ -507,18 +604,59 @@ fn handle_conn(s: TcpStream, root: &Path, log: &Mutex<Vec<String>>) -> std::io::
     } else {
         let mut b = Vec::new();
         std::fs::File::open(&file)?.read_to_end(&mut b)?;
-        Some(b)
+        Some((b, std::fs::metadata(&file)?.modified()?))
     };
-    match body {
-        Some(b) => {
+    match (body, fault) {
+        (_, Some(Fault::Status(status))) => {
+            log(status);
+            write!(
+                w,
+                "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+        }
+        (Some((b, _)), Some(Fault::DropMidBody)) => {
+            log(200);
             write!(
                 w,
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 b.len()
             )?;
-            w.write_all(&b)?;
+            w.write_all(&b[..b.len() / 2])?;
+            w.flush()?;
+            return Ok(());
         }
-        None => {
+        (Some((b, mtime)), _) => {
+            let validators = !state.no_validators.load(Ordering::SeqCst);
+            let etag = format!("\"{}\"", &sha256_hex(&b)[..20]);
+            let last_modified = http_date(mtime);
+            let not_modified = validators
+                && match &if_none_match {
+                    Some(inm) => inm.split(',').any(|t| t.trim() == etag),
+                    None => if_modified_since.as_deref() == Some(last_modified.as_str()),
+                };
+            let headers = if validators {
+                format!("ETag: {etag}\r\nLast-Modified: {last_modified}\r\n")
+            } else {
+                String::new()
+            };
+            if not_modified {
+                log(304);
+                write!(
+                    w,
+                    "HTTP/1.1 304 Not Modified\r\n{headers}Connection: close\r\n\r\n"
+                )?;
+            } else {
+                log(200);
+                write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n",
+                    b.len()
+                )?;
+                w.write_all(&b)?;
+            }
+        }
+        (None, _) => {
+            log(404);
             w.write_all(
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             )?;
@@ -551,4 +689,86 @@ pub fn files_below(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+// ---------------------------------------------------------------- fixtures
+
+pub const PKGS: [Pkg; 3] = [
+    Pkg {
+        name: "hello",
+        version: "1.0-1",
+        arch: "amd64",
+        depends: "libhello (>= 1.0)",
+    },
+    pkg("libhello", "1.0-1", "amd64"),
+    pkg("hello-doc", "1:0.5~rc1", "all"),
+];
+
+/// A `dists/stable` source with component `main`, checked with `keyring`.
+pub fn dists_source(id: &str, url: &str, keyring: &Path) -> kiln_repo::Source {
+    kiln_repo::Source {
+        id: id.into(),
+        name: id.into(),
+        url: format!("{url}/"),
+        layout: kiln_repo::Layout::Dists {
+            suite: "stable".into(),
+            components: vec!["main".into()],
+        },
+        check_gpg: true,
+        check_ssl: true,
+        keys: vec![kiln_repo::KeySource::File(keyring.to_path_buf())],
+        key_fingerprints: vec![],
+        system: false,
+    }
+}
+
+/// A temporary directory with a gpg home and a signing key (`fpr`, exported to
+/// `keyring`), a directory to publish in (`repo`) and a cache directory.
+pub struct Fixture {
+    pub _tmp: tempfile::TempDir,
+    pub gpg: Gpg,
+    pub fpr: String,
+    pub keyring: PathBuf,
+    pub repo: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+pub fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let gpg = Gpg::new();
+    let fpr = gpg.gen_key(
+        "kiln repo <repo@kiln.invalid>",
+        "ed25519",
+        "sign",
+        "0",
+        None,
+    );
+    let keyring = tmp.path().join("repo.gpg");
+    std::fs::write(&keyring, gpg.export(&fpr)).unwrap();
+    let repo = tmp.path().join("www");
+    let cache_dir = tmp.path().join("cache");
+    std::fs::create_dir_all(&repo).unwrap();
+    Fixture {
+        gpg,
+        fpr,
+        keyring,
+        repo,
+        cache_dir,
+        _tmp: tmp,
+    }
+}
+
+/// `name=version` of every package loaded, sorted.
+pub fn names(u: &kiln_repo::Universe) -> Vec<String> {
+    let mut v: Vec<String> = u
+        .repos
+        .iter()
+        .flat_map(|r| {
+            r.index
+                .iter()
+                .map(|p| format!("{}={}", p.name(), p.version()))
+        })
+        .collect();
+    v.sort();
+    v
 }
