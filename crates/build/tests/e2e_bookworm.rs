@@ -1,0 +1,247 @@
+//! End to end: a minimal bookworm (Essential + Priority: required + systemd-sysv) installed
+//! twice from the real archive, checked with the tree's own dpkg and apt, and compared
+//! after `normalize`.
+//!
+//! Needs network (the host's apt mirror configuration), root, bubblewrap and the kiln CLI.
+//! Run with:
+//!
+//! ```sh
+//! KILN_BIN=path/to/kiln KILN_TEST_DEB_CACHE=/var/tmp/kiln-debs \
+//!   cargo test -p kiln-build --test e2e_bookworm -- --ignored --nocapture
+//! ```
+//!
+//! `KILN_BIN` defaults to `cargo run -q -p kiln-cli --`; `KILN_TEST_DEB_CACHE` keeps the
+//! downloaded .debs between runs (they are verified by sha256 every time);
+//! `KILN_TEST_KEEP=1` keeps the trees and configure logs for inspection.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use kiln_build::debinstall::{InstallOptions, install, not_installed};
+use kiln_build::normalize::normalize;
+use kiln_sandbox::{Sandbox, TreeMode};
+use sha2::{Digest, Sha256};
+
+/// bookworm's Essential and Priority: required packages, plus apt, systemd-sysv and a
+/// kernel (whose initramfs must be deferred).
+const PACKAGES: &str = "base-files,base-passwd,bash,bsdutils,coreutils,dash,debconf,\
+    debianutils,diffutils,dpkg,findutils,grep,gzip,hostname,init-system-helpers,libc-bin,\
+    login,mawk,ncurses-base,ncurses-bin,perl-base,sed,sysvinit-utils,tar,util-linux,apt,\
+    mount,systemd-sysv,linux-image-amd64";
+
+const EPOCH: u64 = 1_700_000_000;
+
+fn sha256_file(p: &Path) -> String {
+    let mut f = fs::File::open(p).unwrap();
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn depsolve() -> serde_json::Value {
+    let mut cmd = match std::env::var_os("KILN_BIN") {
+        Some(bin) => Command::new(bin),
+        None => {
+            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            c.args(["run", "-q", "-p", "kiln-cli", "--"]);
+            c
+        }
+    };
+    let out = cmd
+        .args([
+            "depsolve",
+            "--json",
+            "--distro",
+            "debian-12",
+            "--packages",
+            PACKAGES,
+        ])
+        .output()
+        .expect("running kiln depsolve");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn download(solution: &serde_json::Value, dir: &Path) -> Vec<PathBuf> {
+    let mut debs = Vec::new();
+    for p in solution["packages"].as_array().unwrap() {
+        let url = p["url"].as_str().unwrap();
+        let sha = p["sha256"].as_str().unwrap();
+        let path = dir.join(url.rsplit('/').next().unwrap());
+        if !path.exists() || sha256_file(&path) != sha {
+            let st = Command::new("curl")
+                .args(["-sSfL", "--retry", "3", "-o"])
+                .arg(&path)
+                .arg(url)
+                .status()
+                .unwrap();
+            assert!(st.success(), "downloading {url}");
+        }
+        assert_eq!(sha256_file(&path), sha, "{url}");
+        debs.push(path);
+    }
+    debs
+}
+
+/// path → "type mode uid gid size sha256|target mtime"
+fn manifest(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
+        let m = fs::symlink_metadata(p).unwrap();
+        let ft = m.file_type();
+        let (kind, content) = if ft.is_symlink() {
+            (
+                "l",
+                fs::read_link(p).unwrap().to_string_lossy().into_owned(),
+            )
+        } else if ft.is_file() {
+            ("f", sha256_file(p))
+        } else if ft.is_dir() {
+            ("d", String::new())
+        } else {
+            ("o", format!("{:x}", m.rdev()))
+        };
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let size = if ft.is_file() { m.size() } else { 0 };
+        out.insert(
+            rel,
+            format!(
+                "{kind} {:o} {} {} {size} {content} {}.{:09}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid(),
+                m.mtime(),
+                m.mtime_nsec()
+            ),
+        );
+        if ft.is_dir() {
+            for e in fs::read_dir(p).unwrap() {
+                walk(root, &e.unwrap().path(), out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn check_in_sandbox(tree: &Path) {
+    let sb = Sandbox::new(tree).tree(tree, TreeMode::Chroot);
+    let audit = sb.run("dpkg", ["--audit"]).expect("dpkg --audit");
+    assert_eq!(
+        audit.stdout_str(),
+        "",
+        "dpkg --audit: {}",
+        audit.stderr_str()
+    );
+    let check = sb.run("apt-get", ["check"]).expect("apt-get check");
+    assert!(check.success(), "{}", check.stderr_str());
+    eprintln!("apt-get check: {}", check.stdout_str().trim());
+    assert!(not_installed(tree).unwrap().is_empty());
+    // Daemons were kept from starting only while configuring; the initramfs is left to
+    // its own stage and its configuration is as shipped.
+    assert!(fs::symlink_metadata(tree.join("usr/sbin/policy-rc.d")).is_err());
+    let initrds: Vec<_> = fs::read_dir(tree.join("boot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        initrds.iter().any(|n| n.starts_with("vmlinuz-")),
+        "{initrds:?}"
+    );
+    assert!(
+        !initrds.iter().any(|n| n.starts_with("initrd.img")),
+        "{initrds:?}"
+    );
+    let conf = fs::read_to_string(tree.join("etc/initramfs-tools/update-initramfs.conf")).unwrap();
+    assert!(!conf.contains("update_initramfs=no"), "{conf}");
+    let verify = sb.run("dpkg", ["--verify"]).expect("dpkg --verify");
+    assert_eq!(verify.stdout_str(), "", "dpkg --verify");
+}
+
+#[test]
+#[ignore = "network, root and bubblewrap: see the module documentation"]
+fn minimal_bookworm_installs_cleanly_and_reproducibly() {
+    let t = Instant::now();
+    let solution = depsolve();
+    eprintln!("depsolve: {:.1}s", t.elapsed().as_secs_f64());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = std::env::var_os("KILN_TEST_DEB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().join("debs"));
+    fs::create_dir_all(&cache).unwrap();
+    let t = Instant::now();
+    let debs = download(&solution, &cache);
+    eprintln!(
+        "download/verify {} debs: {:.1}s",
+        debs.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let opts = InstallOptions {
+        source_date_epoch: Some(EPOCH),
+        ..InstallOptions::default()
+    };
+    let mut manifests = Vec::new();
+    for round in 0..2 {
+        let tree = tmp.path().join(format!("tree{round}"));
+        fs::create_dir(&tree).unwrap();
+        let t = Instant::now();
+        let report = install(&tree, &debs, &opts).unwrap_or_else(|e| panic!("install: {e}"));
+        eprintln!(
+            "install #{round}: {} packages, {} entries, unpack {:.1}s, configure {:.1}s, total {:.1}s",
+            report.packages.len(),
+            report.entries,
+            report.unpack_time.as_secs_f64(),
+            report.configure_time.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        );
+        fs::write(
+            tmp.path().join(format!("log{round}.txt")),
+            report.log.join("\n"),
+        )
+        .unwrap();
+        check_in_sandbox(&tree);
+        let t = Instant::now();
+        normalize(&tree, EPOCH).unwrap();
+        eprintln!("normalize #{round}: {:.2}s", t.elapsed().as_secs_f64());
+        manifests.push(manifest(&tree));
+        // Different wall-clock times for the two rounds.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let (a, b) = (&manifests[0], &manifests[1]);
+    let diffs: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {:?} vs {:?}", a.get(k), b.get(k)))
+        .collect();
+    assert!(
+        diffs.is_empty(),
+        "{} paths differ:\n{}",
+        diffs.len(),
+        diffs[..diffs.len().min(40)].join("\n")
+    );
+    eprintln!("identical trees: {} entries", a.len());
+    if std::env::var_os("KILN_TEST_KEEP").is_some() {
+        eprintln!("trees and logs kept in {}", tmp.keep().display());
+    }
+}
