@@ -3,8 +3,8 @@
 
 use crate::{Context, universe};
 use anyhow::{Result, bail};
-use kiln_depsolve::{PackageSpec, Request};
 use kiln_deb::version::Version;
+use kiln_depsolve::{PackageSpec, Request};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +66,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
                 .collect::<Vec<_>>();
             (specs, bp.distro.clone())
         }
-        None => (args.packages.iter().map(|p| parse_spec(p)).collect::<Result<_>>()?, None),
+        None => (
+            args.packages
+                .iter()
+                .map(|p| parse_spec(p))
+                .collect::<Result<_>>()?,
+            None,
+        ),
     };
     let distro = universe::pick_distro(args.distro.as_deref(), bp_distro.as_deref())?;
     let loaded = universe::load(ctx, distro, &args.arch)?;
@@ -104,7 +110,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
                 epoch: v.epoch,
                 version: v.upstream,
                 // Native packages have no revision; weldr clients expect a non-empty one.
-                release: if v.revision.is_empty() { "0" } else { v.revision },
+                release: if v.revision.is_empty() {
+                    "0"
+                } else {
+                    v.revision
+                },
                 arch: pkg.arch(),
                 sha256: pkg.sha256_hex(),
                 url: format!("{}{}", repo.base_url, pkg.filename()),
@@ -121,7 +131,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         }
     }
     if args.json {
-        out = serde_json::to_string_pretty(&serde_json::json!({ "packages": json }))? + "\n";
+        #[derive(Serialize)]
+        struct Out<'a> {
+            packages: Vec<JsonPackage<'a>>,
+        }
+        out = serde_json::to_string_pretty(&Out { packages: json })? + "\n";
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)

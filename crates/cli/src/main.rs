@@ -13,7 +13,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Build OS images from blueprints", propagate_version = true)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Build OS images from blueprints",
+    propagate_version = true
+)]
 struct Cli {
     /// Store directory: metadata caches and, later, build trees and artifacts.
     #[arg(long, global = true, env = "KILN_STORE", value_name = "DIR")]
@@ -97,7 +102,14 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Sources(cmd) => sources::run(ctx, cmd),
         Command::Blueprint(BlueprintCommand::Check { file, json }) => {
             let bp = load_blueprint(&file)?;
-            print!("{}", if json { bp.to_json()? + "\n" } else { bp.to_toml()? });
+            print!(
+                "{}",
+                if json {
+                    bp.to_json()? + "\n"
+                } else {
+                    bp.to_toml()?
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -108,7 +120,8 @@ pub fn load_blueprint(path: &std::path::Path) -> Result<kiln_blueprint::Blueprin
     use anyhow::Context as _;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read blueprint {}", path.display()))?;
-    let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    let is_json =
+        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     let bp = if is_json {
         kiln_blueprint::Blueprint::from_json_validated(&text)
     } else {

@@ -1,7 +1,10 @@
 //! Progress display on stderr; silent when stderr is not a terminal.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kiln_repo::{ProgressEvent, ProgressFn};
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub fn spinner(message: String) -> ProgressBar {
@@ -14,4 +17,26 @@ pub fn spinner(message: String) -> ProgressBar {
     }
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
+}
+
+/// Turns repository-loading events into the spinner's message: what is being fetched or
+/// indexed and how many bytes have arrived.
+pub fn metadata_progress(bar: ProgressBar) -> ProgressFn {
+    let bytes = Arc::new(AtomicU64::new(0));
+    Arc::new(move |event| match event {
+        ProgressEvent::FetchStarted { url, .. } => {
+            let file = url.rsplit('/').next().unwrap_or_default().to_string();
+            bar.set_message(format!(
+                "fetching {file} ({} so far)",
+                HumanBytes(bytes.load(Ordering::Relaxed))
+            ));
+        }
+        ProgressEvent::Fetched { bytes: n, .. } => {
+            bytes.fetch_add(n, Ordering::Relaxed);
+        }
+        ProgressEvent::Indexing { source_id, path } => {
+            bar.set_message(format!("indexing {source_id} {path}"));
+        }
+        _ => {}
+    })
 }

@@ -132,7 +132,10 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
             }
             out += &format!("Section: {}\nBuilds:\n", p.section);
             for b in &p.builds {
-                out += &format!("    {} {} (source {} from {})\n", b.version, b.arch, b.source_package, b.source);
+                out += &format!(
+                    "    {} {} (source {} from {})\n",
+                    b.version, b.arch, b.source_package, b.source
+                );
             }
             out.push('\n');
         }

@@ -44,14 +44,19 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
             let sources: Vec<SourceConfig> = if ids.iter().any(|i| i == "*") {
                 store.all()?
             } else {
-                ids.iter().map(|id| store.info(id)).collect::<Result<_, _>>()?
+                ids.iter()
+                    .map(|id| store.info(id))
+                    .collect::<Result<_, _>>()?
             };
             if json {
                 let map: serde_json::Map<String, serde_json::Value> = sources
                     .iter()
                     .map(|s| Ok((s.id.clone(), serde_json::to_value(s)?)))
                     .collect::<Result<_>>()?;
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "sources": map }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "sources": map }))?
+                );
             } else {
                 for s in &sources {
                     let mut table = toml::Table::new();

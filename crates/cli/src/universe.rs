@@ -53,15 +53,16 @@ pub fn load(ctx: &Context, distro: Distro, arch: &str) -> Result<Loaded> {
     let store = source_store(ctx)?;
     let sources = store.sources_for(distro)?;
     let cache = MetadataCache::new(ctx.store.join("repo-cache"));
-    let opts = LoadOptions {
-        offline: ctx.offline,
-        ..LoadOptions::default()
-    };
     let spinner = crate::progress::spinner(format!(
         "loading {} metadata from {} source(s)",
         distro.name(),
         sources.len()
     ));
+    let opts = LoadOptions {
+        offline: ctx.offline,
+        progress: Some(crate::progress::metadata_progress(spinner.clone())),
+        ..LoadOptions::default()
+    };
     let start = Instant::now();
     let universe = cache
         .load_blocking(&sources, arch, &opts)

@@ -40,7 +40,11 @@ fn stdout(o: &Output) -> String {
 fn malformed_blueprint_names_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let bp = dir.path().join("bad.toml");
-    std::fs::write(&bp, "name = \"x\"\n\n[[packages]]\nname = \"nginx\"\nversoin = \"1.*\"\n").unwrap();
+    std::fs::write(
+        &bp,
+        "name = \"x\"\n\n[[packages]]\nname = \"nginx\"\nversoin = \"1.*\"\n",
+    )
+    .unwrap();
     let out = kiln(dir.path(), &["depsolve", bp.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
@@ -61,7 +65,10 @@ fn blueprint_check_normalises() {
     let out = kiln(dir.path(), &["blueprint", "check", bp.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("name = \"example-http-server\""));
-    let out = kiln(dir.path(), &["blueprint", "check", "--json", bp.to_str().unwrap()]);
+    let out = kiln(
+        dir.path(),
+        &["blueprint", "check", "--json", bp.to_str().unwrap()],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["packages"][0]["name"], "apache2");
 }
@@ -69,7 +76,10 @@ fn blueprint_check_normalises() {
 #[test]
 fn unreachable_mirror_without_cache_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = kiln(dir.path(), &["depsolve", "--distro", "debian-12", "--packages", "hello"]);
+    let out = kiln(
+        dir.path(),
+        &["depsolve", "--distro", "debian-12", "--packages", "hello"],
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("127.0.0.1:9"), "{err}");
@@ -106,7 +116,11 @@ fn custom_sources_lifecycle() {
 
     // System sources are read-only; ids cannot escape the state directory.
     assert!(!kiln(d, &["sources", "delete", "debian"]).status.success());
-    std::fs::write(&src, "id = \"../evil\"\ntype = \"deb\"\nurl = \"http://127.0.0.1:9/x\"\n").unwrap();
+    std::fs::write(
+        &src,
+        "id = \"../evil\"\ntype = \"deb\"\nurl = \"http://127.0.0.1:9/x\"\n",
+    )
+    .unwrap();
     let out = kiln(d, &["sources", "add", src.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(!d.join("evil.toml").exists() && !d.join("state/evil.toml").exists());

@@ -43,7 +43,10 @@ impl Env {
     fn apt_opts(&self) -> Vec<String> {
         let d = self.dir.path();
         [
-            format!("Dir::Etc::SourceList={}", d.join("apt/sources.list").display()),
+            format!(
+                "Dir::Etc::SourceList={}",
+                d.join("apt/sources.list").display()
+            ),
             format!("Dir::Etc::SourceParts={}", d.join("apt/empty").display()),
             format!("Dir::State::Lists={}", d.join("apt/lists").display()),
             format!("Dir::State::status={}", d.join("apt/status").display()),
@@ -84,7 +87,10 @@ fn depsolve_matches_apt_on_the_live_archive() {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut list = String::new();
     for (_, s) in info["sources"].as_object().unwrap() {
-        let suite = s["suite"].as_str().unwrap().replace("{codename}", "bookworm");
+        let suite = s["suite"]
+            .as_str()
+            .unwrap()
+            .replace("{codename}", "bookworm");
         let comps: Vec<&str> = s["components"]
             .as_array()
             .unwrap()
@@ -139,7 +145,10 @@ fn depsolve_matches_apt_on_the_live_archive() {
             .args(&pkgs)
             .output()
             .unwrap();
-        assert!(apt_out.status.success(), "apt-get -s install {request} failed");
+        assert!(
+            apt_out.status.success(),
+            "apt-get -s install {request} failed"
+        );
         let mut want: Vec<String> = String::from_utf8_lossy(&apt_out.stdout)
             .lines()
             .filter_map(|l| l.strip_prefix("Inst "))
@@ -153,7 +162,13 @@ fn depsolve_matches_apt_on_the_live_archive() {
         let by_name = |l: &String| l.split('=').next().unwrap_or_default().to_string();
         want.sort_by_key(by_name);
 
-        let out = env.kiln(&["depsolve", "--distro", "debian-12", "--packages", &pkgs.join(",")]);
+        let out = env.kiln(&[
+            "depsolve",
+            "--distro",
+            "debian-12",
+            "--packages",
+            &pkgs.join(","),
+        ]);
         assert!(
             out.status.success(),
             "kiln depsolve {request} failed: {}",
@@ -169,13 +184,22 @@ fn depsolve_matches_apt_on_the_live_archive() {
         if got != want {
             let only_kiln: Vec<_> = got.iter().filter(|p| !want.contains(p)).collect();
             let only_apt: Vec<_> = want.iter().filter(|p| !got.contains(p)).collect();
-            panic!("{request}: kiln and apt differ\n only kiln: {only_kiln:?}\n only apt: {only_apt:?}");
+            panic!(
+                "{request}: kiln and apt differ\n only kiln: {only_kiln:?}\n only apt: {only_apt:?}"
+            );
         }
         eprintln!("{request}: {} packages, identical to apt", got.len());
     }
 
     // --json carries what a manifest needs: a URL and a sha256 for every package.
-    let out = env.kiln(&["depsolve", "--distro", "debian-12", "--json", "--packages", "hello"]);
+    let out = env.kiln(&[
+        "depsolve",
+        "--distro",
+        "debian-12",
+        "--json",
+        "--packages",
+        "hello",
+    ]);
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pkgs = json["packages"].as_array().unwrap();
