@@ -1,5 +1,6 @@
 //! `kiln`: build OS images from blueprints.
 
+mod build;
 mod depsolve;
 mod paths;
 mod progress;
@@ -52,6 +53,12 @@ enum Command {
     /// Blueprint files.
     #[command(subcommand)]
     Blueprint(BlueprintCommand),
+    /// Print the manifest of an image: every package pinned, every stage, as JSON.
+    Manifest(build::ManifestArgs),
+    /// Build an image from a blueprint (blueprint → depsolve → manifest → build).
+    Build(build::BuildArgs),
+    /// Build a manifest (as `kiln manifest` prints it).
+    BuildManifest(build::BuildManifestArgs),
 }
 
 #[derive(Subcommand)]
@@ -100,6 +107,9 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Depsolve(args) => depsolve::run(ctx, args),
         Command::Projects(cmd) => projects::run(ctx, cmd),
         Command::Sources(cmd) => sources::run(ctx, cmd),
+        Command::Manifest(args) => build::run_manifest(ctx, args),
+        Command::Build(args) => build::run_build(ctx, args),
+        Command::BuildManifest(args) => build::run_build_manifest(ctx, args),
         Command::Blueprint(BlueprintCommand::Check { file, json }) => {
             let bp = load_blueprint(&file)?;
             print!(
