@@ -6,6 +6,7 @@ mod paths;
 mod progress;
 mod projects;
 mod sources;
+mod store;
 mod universe;
 
 use anyhow::Result;
@@ -53,6 +54,9 @@ enum Command {
     /// Blueprint files.
     #[command(subcommand)]
     Blueprint(BlueprintCommand),
+    /// The store of downloads, stage trees and artifacts.
+    #[command(subcommand)]
+    Store(store::Command),
     /// Print the manifest of an image: every package pinned, every stage, as JSON.
     Manifest(build::ManifestArgs),
     /// Build an image from a blueprint (blueprint → depsolve → manifest → build).
@@ -107,6 +111,7 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Depsolve(args) => depsolve::run(ctx, args),
         Command::Projects(cmd) => projects::run(ctx, cmd),
         Command::Sources(cmd) => sources::run(ctx, cmd),
+        Command::Store(cmd) => store::run(ctx, cmd),
         Command::Manifest(args) => build::run_manifest(ctx, args),
         Command::Build(args) => build::run_build(ctx, args),
         Command::BuildManifest(args) => build::run_build_manifest(ctx, args),

@@ -130,3 +130,17 @@ fn custom_sources_lifecycle() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("mine"));
 }
+
+#[test]
+fn store_status_and_gc_on_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kiln(dir.path(), &["store", "status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total"]["count"], 0);
+    assert!(v["budget_bytes"].as_u64().unwrap() > 0);
+    let out = kiln(dir.path(), &["store", "gc", "--budget", "0", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["evicted"].as_array().unwrap().len(), 0);
+}
