@@ -492,10 +492,15 @@ impl Index {
         let b = self.bytes();
         let (o, l) = (u32_at(b, off) as usize, u32_at(b, off + 4) as usize);
         let start = self.strings.0 + o;
-        // Validated in `new`: in bounds and on character boundaries of a UTF-8 blob.
-        b.get(start..start + l)
-            .and_then(|s| std::str::from_utf8(s).ok())
-            .unwrap_or("")
+        match b.get(start..start + l) {
+            // SAFETY: `off` is always a string field of a record that `new` validated:
+            // the string table is UTF-8 and this range lies inside it on character
+            // boundaries, so the bytes are valid UTF-8. The backing bytes never change
+            // (owned, or a mapping of a file that is never rewritten). Re-checking here
+            // cost 11-20% of a solve.
+            Some(s) => unsafe { std::str::from_utf8_unchecked(s) },
+            None => "",
+        }
     }
 
     pub fn len(&self) -> usize {
