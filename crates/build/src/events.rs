@@ -30,7 +30,27 @@ pub enum Event {
         total: usize,
         id: String,
         cached: bool,
+        /// Wall-clock seconds the stage took (0 when cached).
         seconds: f64,
+        /// The stage's log file, when the build has an output directory.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        log: Option<String>,
+    },
+    /// A stage failed: nothing of it was committed; the build stops.
+    StageFailed {
+        pipeline: String,
+        stage: String,
+        index: usize,
+        total: usize,
+        id: String,
+        seconds: f64,
+        /// The stage's error.
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        log: Option<String>,
+        /// Where the failed tree was kept (`--keep-failed`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kept: Option<String>,
     },
     /// A line of a stage's output.
     Log {

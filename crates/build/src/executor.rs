@@ -1,13 +1,43 @@
 //! Builds a manifest: fetches the missing sources, resumes every pipeline from the longest
 //! prefix of its stages already in the store, runs and commits the remaining stages, and
 //! copies the exports to the output directory.
+//!
+//! # Logs and timings
+//!
+//! Every line a stage writes through [`StageContext::log`] (the sandboxed `deb.install`
+//! passes on the output of dpkg and the maintainer scripts; the pure-Rust stages say what
+//! they do) becomes an [`Event::Log`] and, when the build has an output directory, a line of
+//! `<output>/logs/<pipeline>-<index>-<kind>.log` (index from 0, as in the events; characters
+//! other than `[A-Za-z0-9._-]` in the pipeline name become `_`). Each log starts with a
+//! `# kiln stage log:` header naming the stage id and ends with `# ok in …s` or
+//! `# failed after …s: …`. The logs sit beside the exported files rather than in the store
+//! so that they can be read (and tailed while the stage runs) without knowing the store's
+//! layout. A stage that comes from the store does not run: its log is kept if the file is
+//! the log of the same stage id, else replaced by a header and a `# cached` line. Without an
+//! output directory the lines are only events. Each stage's wall-clock time is in
+//! [`StageReport::seconds`] and in [`Event::StageDone`] / [`Event::StageFailed`].
+//!
+//! # Failures
+//!
+//! A failing stage ends the build with [`BuildError::Stage`], which names the pipeline,
+//! the stage index and kind, and shows the last [`TAIL_LINES`] lines of the stage's output.
+//! Nothing of the failed stage is committed; the stages before it are (they were committed
+//! as they finished), so the next build resumes after them. The failed stage's working
+//! tree is removed, or with [`BuildOptions::keep_failed`] moved to
+//! `<output>/failed-<pipeline>-<index>/` (the current directory when the build has no
+//! output directory; an older tree at that path is replaced), whose path the error shows.
 
 use crate::events::Event;
 use crate::fetch::{FetchItem, fetch_all};
-use crate::stages::{self, InputData, StageContext};
+#[cfg(doc)]
+use crate::stages::StageContext;
+use crate::stages::{self, InputData};
 use kiln_manifest::{Input, Manifest};
-use kiln_store::{CommitMeta, Sha256Digest, Store, TreeRef};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use kiln_store::{CommitMeta, RestoreMethod, Sha256Digest, Store, TreeRef};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -21,6 +51,8 @@ pub struct BuildOptions {
     pub output: Option<PathBuf>,
     /// Run every stage even if its tree is in the store.
     pub no_cache: bool,
+    /// Keep the working tree of a failed stage (see the module documentation).
+    pub keep_failed: bool,
     /// The `bwrap` binary for sandboxed stages (default: from `PATH`).
     pub bwrap: Option<PathBuf>,
     /// Parallel downloads (0: 4).
@@ -43,7 +75,10 @@ pub struct StageReport {
     pub kind: String,
     pub id: String,
     pub status: StageStatus,
+    /// Wall-clock time the stage took (0 when cached).
     pub seconds: f64,
+    /// The stage's log file (`None` without an output directory).
+    pub log: Option<PathBuf>,
 }
 
 /// What [`build`] did.
@@ -76,19 +111,198 @@ pub enum BuildError {
     Store(#[from] kiln_store::StoreError),
     #[error("downloading sources: {0}")]
     Fetch(String),
-    #[error("pipeline {pipeline:?}, stage {index} ({kind}) failed: {message}")]
-    Stage {
-        pipeline: String,
-        index: usize,
-        kind: String,
-        message: String,
-    },
+    #[error("{0}")]
+    Stage(Box<StageFailure>),
     #[error("export {filename:?} of pipeline {pipeline:?}: {message}")]
     Export {
         pipeline: String,
         filename: String,
         message: String,
     },
+}
+
+/// How many of the last lines of a failed stage's output its error shows.
+pub const TAIL_LINES: usize = 30;
+
+/// A stage that failed: what [`BuildError::Stage`] holds.
+#[derive(Debug, Clone)]
+pub struct StageFailure {
+    pub pipeline: String,
+    /// Index of the stage in its pipeline (from 0).
+    pub index: usize,
+    pub kind: String,
+    pub id: String,
+    /// The stage's error.
+    pub message: String,
+    /// The last [`TAIL_LINES`] lines of the stage's output.
+    pub output: Vec<String>,
+    /// The full log, when there is an output directory.
+    pub log: Option<PathBuf>,
+    /// Where the failed stage's working tree was kept (`--keep-failed`).
+    pub kept: Option<PathBuf>,
+    /// Why the tree could not be kept, when it was asked for.
+    pub keep_error: Option<String>,
+}
+
+impl fmt::Display for StageFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pipeline {:?}, stage {} ({}) failed: {}",
+            self.pipeline, self.index, self.kind, self.message
+        )?;
+        if !self.output.is_empty() {
+            write!(f, "\n--- last {} line(s) of its output", self.output.len())?;
+            if let Some(log) = &self.log {
+                write!(f, " (full log: {})", log.display())?;
+            }
+            write!(f, " ---")?;
+            for line in &self.output {
+                write!(f, "\n{line}")?;
+            }
+            write!(f, "\n---")?;
+        } else if let Some(log) = &self.log {
+            write!(f, "\nlog: {}", log.display())?;
+        }
+        match (&self.kept, &self.keep_error) {
+            (Some(p), _) => write!(f, "\nthe failed stage's tree is kept at {}", p.display()),
+            (None, Some(e)) => write!(f, "\nthe failed stage's tree could not be kept: {e}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// One stage's output: the log file (if any) and the last lines.
+struct StageLog {
+    file: Option<BufWriter<File>>,
+    path: Option<PathBuf>,
+    tail: VecDeque<String>,
+}
+
+impl StageLog {
+    fn header(pipeline: &str, index: usize, kind: &str, id: &str) -> String {
+        format!("# kiln stage log: pipeline {pipeline:?}, stage {index} ({kind}), id {id}")
+    }
+
+    /// Opens (truncates) the log of a stage that runs. A log that cannot be written is
+    /// reported through `warn` and skipped: it must not fail the build.
+    fn create(path: Option<PathBuf>, header: &str, warn: &mut dyn FnMut(String)) -> StageLog {
+        let mut log = StageLog {
+            file: None,
+            path: None,
+            tail: VecDeque::with_capacity(TAIL_LINES),
+        };
+        if let Some(path) = path {
+            let opened = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| File::create(&path));
+            match opened {
+                Ok(f) => {
+                    let mut w = BufWriter::new(f);
+                    let _ = writeln!(w, "{header}");
+                    log.file = Some(w);
+                    log.path = Some(path);
+                }
+                Err(e) => warn(format!("cannot write the log {}: {e}", path.display())),
+            }
+        }
+        log
+    }
+
+    fn line(&mut self, line: &str) {
+        if let Some(w) = &mut self.file {
+            let _ = writeln!(w, "{line}");
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_owned());
+    }
+
+    /// Writes the last line and closes the file.
+    fn finish(&mut self, last: &str) {
+        if let Some(mut w) = self.file.take() {
+            let _ = writeln!(w, "{last}");
+            let _ = w.flush();
+        }
+    }
+}
+
+/// `<output>/logs/<pipeline>-<index>-<kind>.log`.
+fn log_path(output: Option<&Path>, pipeline: &str, index: usize, kind: &str) -> Option<PathBuf> {
+    output.map(|o| {
+        o.join("logs").join(format!(
+            "{}-{index}-{}.log",
+            file_part(pipeline),
+            file_part(kind)
+        ))
+    })
+}
+
+/// `s` with every character but `[A-Za-z0-9._-]` replaced by `_` (never `.` or `..`).
+fn file_part(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.chars().all(|c| c == '.') {
+        out.replace('.', "_") + "_"
+    } else {
+        out
+    }
+}
+
+/// The log of a cached stage: kept when it is that stage's log, else a short note.
+fn cached_log(path: &Path, header: &str) -> Option<PathBuf> {
+    let same = File::open(path)
+        .ok()
+        .and_then(|f| BufReader::new(f).lines().next())
+        .and_then(Result::ok)
+        .is_some_and(|first| first == header);
+    if same {
+        return Some(path.to_path_buf());
+    }
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::write(
+                path,
+                format!(
+                    "{header}\n# cached: the tree came from the store; the stage did not run\n"
+                ),
+            )
+        });
+    written.ok().map(|()| path.to_path_buf())
+}
+
+/// Moves the failed stage's working tree to `dest` (copies it when `dest` is on another
+/// filesystem); the caller then drops the builder, which removes what is left.
+fn keep_tree(src: &Path, dest: &Path) -> Result<(), String> {
+    if std::fs::symlink_metadata(dest).is_ok() {
+        std::fs::remove_dir_all(dest)
+            .map_err(|e| format!("cannot remove the old {}: {e}", dest.display()))?;
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    match std::fs::rename(src, dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            kiln_store::copy_tree(src, dest, RestoreMethod::Auto)
+                .map(|_| ())
+                .map_err(|e| format!("cannot copy to {}: {e}", dest.display()))
+        }
+        Err(e) => Err(format!("cannot move to {}: {e}", dest.display())),
+    }
 }
 
 /// Builds `manifest` with `store`. See the module documentation.
@@ -165,11 +379,21 @@ pub fn build(
     };
     // The committed output tree of every finished pipeline (pinned while we hold it).
     let mut outputs: HashMap<String, TreeRef> = HashMap::new();
+    let output = opts.output.as_deref();
     for (pi, p) in manifest.pipelines.iter().enumerate() {
         let pids = &ids[pi].stages;
         let total = p.stages.len();
         let mut last: Option<TreeRef> = None;
+        if resume[pi] > 0 {
+            last = store.lookup_tree(&pids[resume[pi] - 1])?;
+            if last.is_none() {
+                // Evicted since we planned: rebuild the pipeline from its start.
+                resume[pi] = 0;
+            }
+        }
         for (i, (stage, id)) in p.stages.iter().zip(pids).enumerate().take(resume[pi]) {
+            let log = log_path(output, &p.name, i, &stage.kind)
+                .and_then(|path| cached_log(&path, &StageLog::header(&p.name, i, &stage.kind, id)));
             report.stages.push(StageReport {
                 pipeline: p.name.clone(),
                 index: i,
@@ -177,6 +401,7 @@ pub fn build(
                 id: id.clone(),
                 status: StageStatus::Cached,
                 seconds: 0.0,
+                log: log.clone(),
             });
             emit(Event::StageDone {
                 pipeline: p.name.clone(),
@@ -186,23 +411,10 @@ pub fn build(
                 id: id.clone(),
                 cached: true,
                 seconds: 0.0,
+                log: log.map(|l| l.display().to_string()),
             });
         }
-        if resume[pi] > 0 {
-            last = store.lookup_tree(&pids[resume[pi] - 1])?;
-            if last.is_none() {
-                // Evicted since we planned: rebuild the pipeline from its start.
-                report.stages.retain(|s| s.pipeline != p.name);
-                resume[pi] = 0;
-            }
-        }
         for (i, (stage, id)) in p.stages.iter().zip(pids).enumerate().skip(resume[pi]) {
-            let stage_err = |message: String| BuildError::Stage {
-                pipeline: p.name.clone(),
-                index: i,
-                kind: stage.kind.clone(),
-                message,
-            };
             emit(Event::StageStart {
                 pipeline: p.name.clone(),
                 stage: stage.kind.clone(),
@@ -211,51 +423,77 @@ pub fn build(
                 id: id.clone(),
             });
             let t = Instant::now();
-            let mut inputs = BTreeMap::new();
-            for (name, input) in &stage.inputs {
-                let data = match input {
-                    Input::Sources { refs } => {
-                        let mut files = Vec::with_capacity(refs.len());
-                        for r in refs {
-                            let d = parse_digest(r).map_err(&stage_err)?;
-                            let path = store.blob_path(&d).ok_or_else(|| {
-                                stage_err(format!("source {r} is not in the store"))
-                            })?;
-                            files.push(path);
-                        }
-                        InputData::Files(files)
-                    }
-                    Input::Pipeline { name: dep } => {
-                        let tree = outputs.get(dep).ok_or_else(|| {
-                            stage_err(format!("input pipeline {dep:?} has no output tree"))
-                        })?;
-                        InputData::Tree(tree.path())
-                    }
-                };
-                inputs.insert(name.clone(), data);
-            }
-            let builder = match &last {
-                None => store.begin_tree()?,
-                Some(parent) => store.begin_tree_from(parent.id())?,
-            };
-            let mut log = |line: &str| {
+            let log_event = |line: &str| {
                 emit(Event::Log {
                     pipeline: p.name.clone(),
                     stage: stage.kind.clone(),
                     message: line.to_owned(),
                 })
             };
-            let mut ctx = StageContext {
-                tree: builder.path(),
-                options: &stage.options,
-                inputs,
-                source_epoch: p.source_epoch,
-                bwrap: opts.bwrap.clone(),
-                log: &mut log,
-            };
-            stages::run(&stage.kind, &mut ctx).map_err(&stage_err)?;
-            let tree = store.commit_tree(builder, id, CommitMeta::new(stage.kind.clone()))?;
+            let mut slog = StageLog::create(
+                log_path(output, &p.name, i, &stage.kind),
+                &StageLog::header(&p.name, i, &stage.kind, id),
+                &mut |w: String| log_event(&w),
+            );
+            let mut builder = None;
+            let result = run_stage(
+                store,
+                stage,
+                p.source_epoch,
+                opts,
+                &outputs,
+                last.as_ref(),
+                &mut builder,
+                &mut |line: &str| {
+                    slog.line(line);
+                    log_event(line);
+                },
+            );
             let seconds = t.elapsed().as_secs_f64();
+            if let Err(message) = result {
+                slog.finish(&format!("# failed after {seconds:.3}s: {message}"));
+                let mut failure = StageFailure {
+                    pipeline: p.name.clone(),
+                    index: i,
+                    kind: stage.kind.clone(),
+                    id: id.clone(),
+                    message,
+                    output: slog.tail.drain(..).collect(),
+                    log: slog.path.take(),
+                    kept: None,
+                    keep_error: None,
+                };
+                if let Some(b) = builder.take() {
+                    if opts.keep_failed {
+                        let dest = output
+                            .unwrap_or(Path::new("."))
+                            .join(format!("failed-{}-{i}", file_part(&p.name)));
+                        match keep_tree(b.path(), &dest) {
+                            Ok(()) => failure.kept = Some(dest),
+                            Err(e) => failure.keep_error = Some(e),
+                        }
+                    }
+                    drop(b); // removes the working directory (or what is left of it)
+                }
+                emit(Event::StageFailed {
+                    pipeline: p.name.clone(),
+                    stage: stage.kind.clone(),
+                    index: i,
+                    total,
+                    id: id.clone(),
+                    seconds,
+                    message: failure.message.clone(),
+                    log: failure.log.as_ref().map(|l| l.display().to_string()),
+                    kept: failure.kept.as_ref().map(|l| l.display().to_string()),
+                });
+                return Err(BuildError::Stage(Box::new(failure)));
+            }
+            let Some(b) = builder.take() else {
+                unreachable!("run_stage succeeded without a working tree");
+            };
+            let tree = store.commit_tree(b, id, CommitMeta::new(stage.kind.clone()))?;
+            let seconds = t.elapsed().as_secs_f64();
+            slog.finish(&format!("# ok in {seconds:.3}s"));
             emit(Event::StageDone {
                 pipeline: p.name.clone(),
                 stage: stage.kind.clone(),
@@ -264,6 +502,7 @@ pub fn build(
                 id: id.clone(),
                 cached: false,
                 seconds,
+                log: slog.path.as_ref().map(|l| l.display().to_string()),
             });
             report.stages.push(StageReport {
                 pipeline: p.name.clone(),
@@ -272,6 +511,7 @@ pub fn build(
                 id: id.clone(),
                 status: StageStatus::Ran,
                 seconds,
+                log: slog.path.take(),
             });
             last = Some(tree);
         }
@@ -300,6 +540,59 @@ pub fn build(
     }
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Resolves the inputs of `stage`, starts its working tree (left in `builder`, also on
+/// failure, once made) from `parent` and runs the stage. The error is a message for people.
+#[allow(clippy::too_many_arguments)]
+fn run_stage(
+    store: &Store,
+    stage: &kiln_manifest::Stage,
+    source_epoch: Option<u64>,
+    opts: &BuildOptions,
+    outputs: &HashMap<String, TreeRef>,
+    parent: Option<&TreeRef>,
+    builder: &mut Option<kiln_store::ObjectBuilder>,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let mut inputs = BTreeMap::new();
+    for (name, input) in &stage.inputs {
+        let data = match input {
+            Input::Sources { refs } => {
+                let mut files = Vec::with_capacity(refs.len());
+                for r in refs {
+                    let d = parse_digest(r)?;
+                    let path = store
+                        .blob_path(&d)
+                        .ok_or_else(|| format!("source {r} is not in the store"))?;
+                    files.push(path);
+                }
+                InputData::Files(files)
+            }
+            Input::Pipeline { name: dep } => {
+                let tree = outputs
+                    .get(dep)
+                    .ok_or_else(|| format!("input pipeline {dep:?} has no output tree"))?;
+                InputData::Tree(tree.path())
+            }
+        };
+        inputs.insert(name.clone(), data);
+    }
+    let b = match parent {
+        None => store.begin_tree(),
+        Some(parent) => store.begin_tree_from(parent.id()),
+    }
+    .map_err(|e| format!("cannot start the working tree: {e}"))?;
+    let tree = builder.insert(b).path().to_path_buf();
+    let mut ctx = stages::StageContext {
+        tree: &tree,
+        options: &stage.options,
+        inputs,
+        source_epoch,
+        bwrap: opts.bwrap.clone(),
+        log,
+    };
+    stages::run(&stage.kind, &mut ctx)
 }
 
 fn parse_digest(r: &str) -> Result<Sha256Digest, String> {
@@ -336,4 +629,43 @@ fn export_file(tree: &Path, filename: &str, dir: &Path) -> Result<PathBuf, Strin
         let _ = std::fs::remove_file(&tmp);
     }
     result.map(|()| dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_keeps_every_line_and_the_error_the_last_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(Some(dir.path()), "o s/x", 2, "deb.install").unwrap();
+        assert_eq!(path, dir.path().join("logs/o_s_x-2-deb.install.log"));
+        let mut log = StageLog::create(Some(path.clone()), "# header", &mut |w| panic!("{w}"));
+        for i in 0..100 {
+            log.line(&format!("line {i}"));
+        }
+        log.finish("# failed");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 102);
+        let tail: Vec<String> = log.tail.iter().cloned().collect();
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(tail[0], format!("line {}", 100 - TAIL_LINES));
+        assert_eq!(tail[TAIL_LINES - 1], "line 99");
+        let shown = StageFailure {
+            pipeline: "os".into(),
+            index: 2,
+            kind: "deb.install".into(),
+            id: "x".into(),
+            message: "boom".into(),
+            output: tail,
+            log: Some(path),
+            kept: None,
+            keep_error: None,
+        }
+        .to_string();
+        assert!(shown.starts_with("pipeline \"os\", stage 2 (deb.install) failed: boom\n"));
+        assert!(!shown.contains("line 69\n") && shown.contains("line 70\n"));
+        assert!(shown.contains("last 30 line(s)"), "{shown}");
+        assert_eq!(file_part(".."), "___");
+    }
 }

@@ -49,9 +49,17 @@ pub struct BuildFlags {
     /// Where to write the image files.
     #[arg(long, default_value = ".", value_name = "DIR")]
     output: PathBuf,
-    /// Run every stage, even those whose result is in the store.
+    /// Do not reuse stored stage trees: run every stage again and replace the stored
+    /// trees with the new ones (downloads already in the store are still reused, as they
+    /// are verified by sha256).
     #[arg(long)]
     no_cache: bool,
+    /// When a stage fails, keep its working tree at DIR/failed-<pipeline>-<stage>/ (the
+    /// path is printed) instead of removing it. The stages before it stay in the store,
+    /// so the next build resumes after them. Stage logs are in DIR/logs/ either way.
+    #[arg(long)]
+    keep_failed: bool,
+    /// How to report progress.
     #[arg(long, value_enum, default_value = "text")]
     progress: Progress,
 }
@@ -181,6 +189,7 @@ fn execute(ctx: &Context, m: &Manifest, flags: &BuildFlags) -> Result<ExitCode> 
     let opts = BuildOptions {
         output: Some(flags.output.clone()),
         no_cache: flags.no_cache,
+        keep_failed: flags.keep_failed,
         on_event: Some(Box::new(move |e: &Event| print_event(progress, e))),
         ..BuildOptions::default()
     };
@@ -231,6 +240,17 @@ fn print_event(progress: Progress, e: &Event) {
                     eprintln!("[{pipeline} {}/{total}] {stage}: {seconds:.1}s", index + 1);
                 }
             }
+            Event::StageFailed {
+                pipeline,
+                stage,
+                index,
+                total,
+                seconds,
+                ..
+            } => eprintln!(
+                "[{pipeline} {}/{total}] {stage}: FAILED after {seconds:.1}s",
+                index + 1
+            ),
             Event::Log { .. } => {}
             Event::Export { path, .. } => eprintln!("wrote {path}"),
         },

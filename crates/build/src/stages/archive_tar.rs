@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     let src = ctx.input_tree("tree")?.to_path_buf();
-    let filename = ctx.option_str("filename")?;
+    let filename = ctx.option_str("filename")?.to_owned();
+    let filename = filename.as_str();
     if filename.is_empty() || filename.contains('/') || filename == "." || filename == ".." {
         return Err(format!(
             "invalid filename {filename:?}: a plain file name is expected"
@@ -26,6 +27,10 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     }
     let epoch = ctx.source_epoch.unwrap_or(0);
     let out = ctx.tree.join(filename);
+    (ctx.log)(&format!(
+        "archiving {} into {filename} (mtimes clamped to {epoch})",
+        src.display()
+    ));
     let file = File::create(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let w = write_tar(&src, BufWriter::with_capacity(1 << 20, file), epoch)
         .map_err(|e| format!("cannot archive {}: {e}", src.display()))?;
@@ -34,6 +39,8 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     file.sync_all()
         .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    (ctx.log)(&format!("wrote {filename}: {size} bytes"));
     Ok(())
 }
 

@@ -4,7 +4,10 @@ use super::StageContext;
 use std::fs;
 
 pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
-    let name = ctx.option_str("hostname")?;
+    let name = ctx.option_str("hostname")?.to_owned();
+    (ctx.log)(&format!(
+        "setting the hostname to {name:?} in /etc/hostname"
+    ));
     if name.is_empty()
         || name.len() > 253
         || !name
@@ -19,5 +22,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     // Replace rather than write through: the file may be a hard link into the store.
     let _ = fs::remove_file(&path);
     fs::write(&path, format!("{name}\n"))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    (ctx.log)("wrote /etc/hostname");
+    Ok(())
 }
