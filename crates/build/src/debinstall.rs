@@ -210,6 +210,17 @@ pub fn install(
     debs: &[PathBuf],
     opts: &InstallOptions,
 ) -> Result<InstallReport, InstallError> {
+    install_with_log(tree, debs, opts, &mut |_| {})
+}
+
+/// [`install`], also handing every line the sandboxed commands print to `on_line` as it
+/// comes (live logs, and output that is still there when a maintainer script fails).
+pub fn install_with_log(
+    tree: &Path,
+    debs: &[PathBuf],
+    opts: &InstallOptions,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<InstallReport, InstallError> {
     let start = Instant::now();
     if !tree.is_dir() {
         return Err(InstallError::Invalid(format!(
@@ -261,7 +272,13 @@ pub fn install(
 
     if opts.configure {
         let t = Instant::now();
-        configure(&tree, &pkgs, opts, &mut report.log)?;
+        let mut lines = Vec::new();
+        let result = configure(&tree, &pkgs, opts, &mut |l: &str| {
+            on_line(l);
+            lines.push(l.to_owned());
+        });
+        report.log = lines;
+        result?;
         report.configure_time = t.elapsed();
     }
     Ok(report)
@@ -742,7 +759,7 @@ fn configure(
     tree: &Path,
     pkgs: &[Pkg],
     opts: &InstallOptions,
-    log: &mut Vec<String>,
+    log: &mut dyn FnMut(&str),
 ) -> Result<(), InstallError> {
     // Keep daemons from starting and defer the initramfs.
     let sbin = checked_dir(tree, "usr/sbin")?;
@@ -809,7 +826,7 @@ fn run_configure(
     tree: &Path,
     pkgs: &[Pkg],
     opts: &InstallOptions,
-    log: &mut Vec<String>,
+    log: &mut dyn FnMut(&str),
 ) -> Result<(), InstallError> {
     let mut sb = Sandbox::new(tree)
         .tree(tree, TreeMode::Chroot)
@@ -824,15 +841,11 @@ fn run_configure(
     if let Some(t) = opts.timeout {
         sb = sb.timeout(t);
     }
-    let run = |what: &str, script: &str, log: &mut Vec<String>| -> Result<(), InstallError> {
-        let mut lines = Vec::new();
-        let r = sb.run_streaming("/bin/sh", ["-c", script], |s, l| {
-            lines.push(match s {
-                Stream::Stdout => l.to_owned(),
-                Stream::Stderr => format!("stderr: {l}"),
-            })
+    let run = |what: &str, script: &str, log: &mut dyn FnMut(&str)| -> Result<(), InstallError> {
+        let r = sb.run_streaming("/bin/sh", ["-c", script], |s, l| match s {
+            Stream::Stdout => log(l),
+            Stream::Stderr => log(&format!("stderr: {l}")),
         });
-        log.append(&mut lines);
         r.map(|_| ()).map_err(|source| InstallError::Sandbox {
             what: what.to_owned(),
             source,

@@ -2,7 +2,7 @@
 //! into the (empty) tree and configures them in the sandbox. Options: `{"arch": "amd64"}`.
 
 use super::StageContext;
-use crate::debinstall::{InstallOptions, install};
+use crate::debinstall::{InstallOptions, install_with_log};
 
 pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     let debs = ctx.input_files("packages")?.to_vec();
@@ -17,10 +17,10 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         bwrap: ctx.bwrap.clone(),
         ..InstallOptions::default()
     };
-    let report = install(ctx.tree, &debs, &opts).map_err(|e| e.to_string())?;
-    for line in &report.log {
-        (ctx.log)(line);
-    }
+    // Lines go to the stage log as they come, so a failing maintainer script's output is
+    // in the log and in the error.
+    let report =
+        install_with_log(ctx.tree, &debs, &opts, &mut *ctx.log).map_err(|e| e.to_string())?;
     (ctx.log)(&format!(
         "installed {} packages ({} entries): unpack {:.1}s, configure {:.1}s",
         report.packages.len(),
