@@ -85,7 +85,11 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
         Some(patterns) => {
             let hits: Vec<_> = by_name
                 .iter()
-                .filter(|(name, _)| patterns.iter().any(|p| glob_match(p, name)))
+                .filter(|(name, _)| {
+                    patterns
+                        .iter()
+                        .any(|p| kiln_depsolve::name_matches(p, name))
+                })
                 .map(|(k, v)| (*k, v))
                 .collect();
             if hits.is_empty() {
@@ -142,30 +146,4 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Shell-style glob with `*` and `?`, as composer-cli accepts for project names.
-fn glob_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn globs() {
-        assert!(super::glob_match("python3-*", "python3-apt"));
-        assert!(super::glob_match("bash", "bash"));
-        assert!(!super::glob_match("bash", "bash-completion"));
-        assert!(super::glob_match("lib?c6", "libxc6"));
-        assert!(!super::glob_match("python3-*", "python3"));
-    }
 }

@@ -14,6 +14,12 @@ pub(crate) fn version_matches(glob: &str, version: &str) -> bool {
     }
 }
 
+/// Whether `text` matches the shell-style `glob` (`*`, `?`), e.g. package names in
+/// `kiln projects info 'python3-*'`.
+pub fn name_matches(glob: &str, text: &str) -> bool {
+    matches(glob.as_bytes(), text.as_bytes())
+}
+
 /// Iterative wildcard matching with backtracking to the last `*` (linear in practice).
 fn matches(glob: &[u8], text: &[u8]) -> bool {
     let (mut g, mut t) = (0, 0);
@@ -96,5 +102,21 @@ mod tests {
         assert_eq!(edit_distance("nginx", "nginx", 2), Some(0));
         assert_eq!(edit_distance("postgres", "postgresql", 2), Some(2));
         assert_eq!(edit_distance("abc", "xyz", 2), None);
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::name_matches;
+
+    #[test]
+    fn package_name_globs() {
+        assert!(name_matches("python3-*", "python3-apt"));
+        assert!(name_matches("bash", "bash"));
+        assert!(!name_matches("bash", "bash-completion"));
+        assert!(name_matches("lib?c6", "libxc6"));
+        assert!(!name_matches("python3-*", "python3"));
+        // Linear, not exponential, on pathological patterns.
+        assert!(!name_matches(&"*a".repeat(30), &"a".repeat(29)));
     }
 }

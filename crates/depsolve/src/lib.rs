@@ -28,6 +28,7 @@ mod glob;
 mod provider;
 mod universe;
 
+pub use glob::name_matches;
 use provider::{DebProvider, RequestSpec, SetDef, SetKind, sid, sid_u32};
 use resolvo::{ConditionalRequirement, Problem, Requirement, Solver, UnsolvableOrCancelled};
 use std::time::Instant;
