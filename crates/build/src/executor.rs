@@ -112,6 +112,8 @@ pub enum BuildError {
     #[error("downloading sources: {0}")]
     Fetch(String),
     #[error("{0}")]
+    Plan(String),
+    #[error("{0}")]
     Stage(Box<StageFailure>),
     #[error("export {filename:?} of pipeline {pipeline:?}: {message}")]
     Export {
@@ -383,7 +385,26 @@ pub fn build(
     for (pi, p) in manifest.pipelines.iter().enumerate() {
         let pids = &ids[pi].stages;
         let total = p.stages.len();
+        let build_root = match &p.build {
+            Some(b) => Some(outputs.get(b).map(TreeRef::path).ok_or_else(|| {
+                BuildError::Plan(format!(
+                    "pipeline {:?}: its build pipeline {b:?} has no output tree (no stages?)",
+                    p.name
+                ))
+            })?),
+            None => None,
+        };
         let mut last: Option<TreeRef> = None;
+        // Plan again: an earlier pipeline of this build may have committed the same
+        // stages (two image types with the same disk).
+        if !opts.no_cache {
+            if let Some(i) = (resume[pi]..pids.len())
+                .rev()
+                .find(|&i| store.has_tree(&pids[i]))
+            {
+                resume[pi] = i + 1;
+            }
+        }
         if resume[pi] > 0 {
             last = store.lookup_tree(&pids[resume[pi] - 1])?;
             if last.is_none() {
@@ -440,6 +461,7 @@ pub fn build(
                 store,
                 stage,
                 p.source_epoch,
+                build_root.as_deref(),
                 opts,
                 &outputs,
                 last.as_ref(),
@@ -549,6 +571,7 @@ fn run_stage(
     store: &Store,
     stage: &kiln_manifest::Stage,
     source_epoch: Option<u64>,
+    build_root: Option<&Path>,
     opts: &BuildOptions,
     outputs: &HashMap<String, TreeRef>,
     parent: Option<&TreeRef>,
@@ -590,6 +613,7 @@ fn run_stage(
         inputs,
         source_epoch,
         bwrap: opts.bwrap.clone(),
+        build_root: build_root.map(Path::to_path_buf),
         log,
     };
     stages::run(&stage.kind, &mut ctx)
@@ -619,7 +643,7 @@ fn export_file(tree: &Path, filename: &str, dir: &Path) -> Result<PathBuf, Strin
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = std::fs::copy(&src, &tmp)
+    let result = crate::sparse::copy_file(&src, &tmp)
         .map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), tmp.display()))
         .and_then(|_| {
             std::fs::rename(&tmp, &dest)

@@ -14,7 +14,9 @@ pub mod debinstall;
 pub mod events;
 pub mod executor;
 pub mod fetch;
+pub mod gpt;
 pub mod normalize;
+pub mod sparse;
 pub mod stages;
 
 pub use debinstall::{InstallError, InstallOptions, InstallReport, install};

@@ -9,24 +9,30 @@
 //! same archive snapshot gives the same manifest, and no file is dated after the archive).
 
 use crate::{Context, universe};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use kiln_build::events::Event;
 use kiln_build::executor::{BuildOptions, BuildReport, StageStatus, build};
-use kiln_depsolve::{PackageSpec, Request};
-use kiln_distro::ResolvedPackage;
 use kiln_manifest::Manifest;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 #[derive(clap::Args)]
 pub struct ManifestArgs {
     /// Blueprint file (TOML or JSON).
-    blueprint: PathBuf,
-    /// Image type (`tar`).
-    #[arg(long = "type", value_name = "TYPE")]
-    image_type: String,
+    #[arg(required_unless_present = "list_types")]
+    blueprint: Option<PathBuf>,
+    /// Image type; repeat for several types from one depsolve and one OS tree
+    /// (`--list-types` lists them).
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        required_unless_present = "list_types"
+    )]
+    image_types: Vec<String>,
+    /// List the image types with what each contains, and exit.
+    #[arg(long)]
+    list_types: bool,
     /// Distro (`debian-12`, `debian-13`); default: the blueprint's, else the host's.
     #[arg(long)]
     distro: Option<String>,
@@ -81,12 +87,18 @@ pub struct BuildManifestArgs {
 }
 
 pub fn run_manifest(ctx: &Context, args: ManifestArgs) -> Result<ExitCode> {
+    if args.list_types {
+        return Ok(list_types());
+    }
     let m = make_manifest(ctx, &args)?;
     println!("{}", m.to_pretty_json());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_build(ctx: &Context, args: BuildArgs) -> Result<ExitCode> {
+    if args.manifest.list_types {
+        return Ok(list_types());
+    }
     let m = make_manifest(ctx, &args.manifest)?;
     execute(ctx, &m, &args.flags)
 }
@@ -99,84 +111,40 @@ pub fn run_build_manifest(ctx: &Context, args: BuildManifestArgs) -> Result<Exit
     execute(ctx, &m, &args.flags)
 }
 
-fn make_manifest(ctx: &Context, args: &ManifestArgs) -> Result<Manifest> {
-    let bp = crate::load_blueprint(&args.blueprint)?;
-    let distro = universe::pick_distro(args.distro.as_deref(), bp.distro.as_deref())?;
-    // Check the blueprint against the image type before loading any metadata.
-    kiln_distro::manifest(&bp, distro.name(), &args.arch, &args.image_type, &[], 0)?;
-    let loaded = universe::load(ctx, distro, &args.arch)?;
-    let repos = &loaded.universe.repos;
-    let indexes: Vec<&kiln_deb::Index> = repos.iter().map(|r| &r.index).collect();
+/// `--list-types`: name, file, default size and contents of every image type.
+fn list_types() -> ExitCode {
+    println!("{:<10} {:<12} {:>8}  contents", "TYPE", "FILE", "SIZE");
+    for t in kiln_distro::IMAGE_TYPES {
+        let size = if t.default_size == 0 {
+            "-".to_string()
+        } else {
+            format!("{} GiB", t.default_size >> 30)
+        };
+        println!(
+            "{:<10} {:<12} {:>8}  {}",
+            t.name, t.filename, size, t.summary
+        );
+    }
+    ExitCode::SUCCESS
+}
 
-    // The blueprint's packages, plus Essential and Priority: required so that the tree is
-    // a usable system (as debootstrap's minbase variant).
-    let mut specs: Vec<PackageSpec> = bp
-        .package_specs()
-        .into_iter()
-        .map(|(name, glob)| match glob {
-            Some(g) => PackageSpec::with_version(name, g),
-            None => PackageSpec::new(name),
-        })
-        .collect();
-    let asked: BTreeSet<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let mut base = BTreeSet::new();
-    for index in &indexes {
-        for p in index.iter() {
-            if (p.essential() || p.priority() == kiln_deb::index::Priority::Required)
-                && (p.arch() == args.arch || p.arch() == "all")
-                && !asked.contains(p.name())
-            {
-                base.insert(p.name().to_owned());
-            }
-        }
-    }
-    specs.extend(base.into_iter().map(PackageSpec::new));
-    let request = Request {
-        packages: specs,
-        recommends: false,
+fn make_manifest(ctx: &Context, args: &ManifestArgs) -> Result<Manifest> {
+    let Some(path) = &args.blueprint else {
+        anyhow::bail!("a blueprint file is required");
     };
-    let solution = kiln_depsolve::solve(&indexes, &args.arch, &request)?;
-    let mut packages = Vec::with_capacity(solution.packages.len());
-    for sel in &solution.packages {
-        let Some(pkg) = sel.package(&indexes) else {
-            bail!("internal error: the solver returned a package that does not exist");
-        };
-        let repo = &repos[sel.repo];
-        let Some(sha256) = pkg.sha256_hex() else {
-            bail!(
-                "package {} {} has no SHA256 in the archive's index; kiln cannot verify it",
-                pkg.name(),
-                pkg.version()
-            );
-        };
-        packages.push(ResolvedPackage {
-            name: pkg.name().to_owned(),
-            version: pkg.version().to_owned(),
-            sha256,
-            url: format!("{}{}", repo.base_url, pkg.filename()),
-            size: pkg.size(),
-        });
-    }
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
-        Err(_) => repos
-            .iter()
-            .filter_map(|r| r.release_info.date)
-            .filter_map(|d| d.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs())
-            .max()
-            .context("no Release file has a Date; set SOURCE_DATE_EPOCH")?,
-    };
-    Ok(kiln_distro::manifest(
+    let bp = crate::load_blueprint(path)?;
+    let distro = universe::pick_distro(args.distro.as_deref(), bp.distro.as_deref())?;
+    // Check the blueprint against the image types before loading any metadata.
+    kiln_distro::plan(&bp, &args.image_types)?;
+    let loaded = universe::load(ctx, distro, &args.arch)?;
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    Ok(kiln_compose::manifest(
+        &loaded.universe,
         &bp,
-        distro.name(),
+        distro,
         &args.arch,
-        &args.image_type,
-        &packages,
-        epoch,
+        &args.image_types,
+        epoch.as_deref(),
     )?)
 }
 

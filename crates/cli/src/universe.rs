@@ -1,46 +1,27 @@
-//! Loading the package universe of a distro: host configuration, sources, metadata.
+//! Loading the package universe of a distro for the CLI: kiln-compose does the work; this
+//! adds the spinner and prints the warnings.
 
 use crate::Context;
-use anyhow::{Context as _, Result};
-use kiln_repo::{Distro, HostConfig, LoadOptions, MetadataCache, SourceStore, Universe};
-use std::path::Path;
+use anyhow::Result;
+pub use kiln_compose::pick_distro;
+use kiln_compose::{Distro, Env};
+use kiln_repo::{SourceStore, Universe};
 use std::time::{Duration, Instant};
 
-/// The apt configuration kiln reads mirrors from.
-const APT_ROOT: &str = "/etc/apt";
-
-pub fn host_config(ctx: &Context) -> Result<HostConfig> {
+/// The compose environment of the CLI's options.
+pub fn env(ctx: &Context) -> Env {
     // An explicit --config must exist (loading reports it); the default one is optional.
-    let config = (ctx.config_explicit || ctx.config.exists()).then_some(ctx.config.as_path());
-    Ok(HostConfig::load(Path::new(APT_ROOT), config)?)
+    let config = (ctx.config_explicit || ctx.config.exists()).then(|| ctx.config.clone());
+    Env {
+        store: ctx.store.clone(),
+        state: ctx.state.clone(),
+        config,
+        offline: ctx.offline,
+    }
 }
 
 pub fn source_store(ctx: &Context) -> Result<SourceStore> {
-    let host = host_config(ctx)?;
-    let system = kiln_repo::system_source_configs(&host)?;
-    Ok(SourceStore::new(&ctx.state, system))
-}
-
-/// The distro to use: the one asked for, else the blueprint's, else the host's when it
-/// is a supported Debian release, else `debian-12`.
-pub fn pick_distro(asked: Option<&str>, blueprint: Option<&str>) -> Result<Distro> {
-    let name = asked
-        .or(blueprint.filter(|d| !d.is_empty()))
-        .map(str::to_string)
-        .or_else(host_distro)
-        .unwrap_or_else(|| "debian-12".to_string());
-    Ok(Distro::parse(&name)?)
-}
-
-fn host_distro() -> Option<String> {
-    let text = std::fs::read_to_string("/etc/os-release").ok()?;
-    let field = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
-            .map(|v| v.trim_matches('"').to_string())
-    };
-    let name = format!("{}-{}", field("ID")?, field("VERSION_ID")?);
-    Distro::parse(&name).is_ok().then_some(name)
+    Ok(env(ctx).source_store()?)
 }
 
 /// The loaded metadata and how long loading took.
@@ -50,23 +31,19 @@ pub struct Loaded {
 }
 
 pub fn load(ctx: &Context, distro: Distro, arch: &str) -> Result<Loaded> {
-    let store = source_store(ctx)?;
-    let sources = store.sources_for(distro)?;
-    let cache = MetadataCache::new(ctx.store.join("repo-cache"));
+    let env = env(ctx);
+    let sources = env.source_store()?.sources_for(distro)?.len();
     let spinner = crate::progress::spinner(format!(
-        "loading {} metadata from {} source(s)",
-        distro.name(),
-        sources.len()
+        "loading {} metadata from {sources} source(s)",
+        distro.name()
     ));
-    let opts = LoadOptions {
-        offline: ctx.offline,
-        progress: Some(crate::progress::metadata_progress(spinner.clone())),
-        ..LoadOptions::default()
-    };
     let start = Instant::now();
-    let universe = cache
-        .load_blocking(&sources, arch, &opts)
-        .with_context(|| format!("cannot load the package metadata of {}", distro.name()));
+    let universe = kiln_compose::load(
+        &env,
+        distro,
+        arch,
+        Some(crate::progress::metadata_progress(spinner.clone())),
+    );
     spinner.finish_and_clear();
     let universe = universe?;
     for w in &universe.warnings {

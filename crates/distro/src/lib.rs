@@ -1,26 +1,44 @@
 //! kiln-distro: the only place that maps blueprints to stages.
 //!
-//! [`manifest`] turns a blueprint, a distro, an architecture, an image type and the
-//! depsolved packages into a [`Manifest`]. Image types so far:
+//! [`plan`] checks a blueprint against the image types asked for and says which package
+//! sets must be depsolved (one per OS variant, plus the build root); [`manifest`] turns
+//! the blueprint and the resolved sets into a [`Manifest`]. Image types: see
+//! [`IMAGE_TYPES`] (`kiln build --list-types`).
 //!
-//! - `tar`: the root filesystem as a sorted, reproducible tar archive. Pipelines:
-//!   `os` (`deb.install` of every package, `hostname` if the blueprint sets one,
-//!   `tree.normalize`) and `tar` (`archive.tar` of `os` as `root.tar`), exporting
-//!   `tar/root.tar`.
+//! # Pipelines
+//!
+//! * `build` (disk types): the build root, `deb.install` of the tools the disk stages run
+//!   (e2fsprogs, dosfstools, mtools, GRUB's BIOS and EFI images, qemu-utils) from the
+//!   same archive as the image.
+//! * one OS pipeline per [`OsVariant`] (`os`, `os-boot`, `os-cloud`, `os-azure`):
+//!   `deb.install`; for bootable variants `initramfs`, `system.bootable` (DHCP, SSH host
+//!   keys on first boot), `fstab`, `grub.config`; then `hostname` and the other
+//!   customizations; `tree.normalize` last. The stages that depend only on the package
+//!   set come first, so that changing the hostname re-runs only what follows it.
+//! * `<type>-disk` (disk types): `disk.image` of the OS tree, with the build root.
+//!   Types with the same variant and size get identical stage ids: the store builds
+//!   the disk once.
+//! * `<type>` for converted formats: `image.convert` of the disk; `tar`: `archive.tar`.
+//!
+//! The disk layout is GPT: a 1 MiB BIOS boot partition, a 200 MiB EFI system partition
+//! (FAT32, mounted at `/boot/efi`) and the root filesystem (ext4) on the rest; GRUB boots
+//! both ways (see the `disk.image` stage). A `[[customizations.filesystem]]` for `/`
+//! grows the disk to fit its minimum size; other mount points are refused for now.
+//!
+//! Identifiers (UUIDs, GUIDs, the FAT volume id) are derived from the blueprint's name
+//! and the distro ([`ids`]), so the same blueprint gives the same manifest.
 //!
 //! A blueprint customization an image type cannot honour is an error, never ignored.
-//!
-//! `SOURCE_DATE_EPOCH` is an argument: the caller decides it (the kiln CLI uses the
-//! `SOURCE_DATE_EPOCH` environment variable, else the newest `Date` of the Release files
-//! the packages were resolved from, so that the same archive snapshot gives the same
-//! manifest), and it is written in every pipeline.
+
+mod ids;
+mod image_types;
+
+pub use image_types::{Format, IMAGE_TYPES, ImageType, OsVariant, image_type};
 
 use kiln_blueprint::Blueprint;
 use kiln_manifest::{Export, Input, Manifest, Pipeline, SourceItem, Stage};
+use serde_json::json;
 use std::collections::BTreeMap;
-
-/// The image types kiln can make.
-pub const IMAGE_TYPES: &[&str] = &["tar"];
 
 /// A package chosen by depsolving, with where to get it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,29 +53,198 @@ pub struct ResolvedPackage {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DistroError {
-    #[error("unknown image type {0:?} (kiln can make: {types})", types = IMAGE_TYPES.join(", "))]
+    #[error("unknown image type {0:?} (kiln can make: {types})", types = image_types::names())]
     UnknownImageType(String),
-    #[error("image type {image_type:?} does not support {what} yet; remove it from the blueprint")]
+    #[error("no image type given (kiln can make: {types})", types = image_types::names())]
+    NoImageType,
+    #[error("image type {image_type:?} does not support {what}; remove it from the blueprint")]
     Unsupported { image_type: String, what: String },
+    #[error("{0}")]
+    Invalid(String),
     #[error("package {name}: {message}")]
     Package { name: String, message: String },
+    #[error("internal error: no resolved package set for {0}")]
+    MissingSet(String),
 }
 
-/// The manifest of `image_type` for `bp`. `packages` must be the complete, dependency-
-/// closed set to install (the blueprint's packages and the distro's Essential and
-/// Priority: required ones, resolved).
+/// The kernel package when the blueprint names none.
+pub const DEFAULT_KERNEL: &str = "linux-image-amd64";
+
+/// What every bootable OS tree gets besides the blueprint's packages.
+const BOOTABLE_PACKAGES: &[&str] = &[
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "initramfs-tools",
+    "zstd",
+    "kmod",
+    "systemd-resolved",
+    "openssh-server",
+];
+
+/// The build root of disk types.
+pub const BUILD_PACKAGES: &[&str] = &[
+    "e2fsprogs",
+    "dosfstools",
+    "mtools",
+    "grub-pc-bin",
+    "grub-efi-amd64-bin",
+    "qemu-utils",
+];
+
+const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// Linux root (x86-64) of the Discoverable Partitions Specification.
+const ROOT_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
+const MIB: u64 = 1 << 20;
+const ESP_SIZE: u64 = 200 * MIB;
+
+/// What must be depsolved for a set of image types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Each OS variant needed, with the packages it adds to the blueprint's.
+    pub os: BTreeMap<OsVariant, Vec<String>>,
+    /// The build root's packages (`None`: no type needs tools).
+    pub build: Option<Vec<String>>,
+}
+
+/// The resolved package sets of a [`Plan`].
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub os: BTreeMap<OsVariant, Vec<ResolvedPackage>>,
+    pub build: Vec<ResolvedPackage>,
+}
+
+fn types_of(names: &[String]) -> Result<Vec<&'static ImageType>, DistroError> {
+    if names.is_empty() {
+        return Err(DistroError::NoImageType);
+    }
+    let mut out: Vec<&'static ImageType> = Vec::new();
+    for n in names {
+        let t = image_type(n).ok_or_else(|| DistroError::UnknownImageType(n.clone()))?;
+        if !out.iter().any(|o| o.name == t.name) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks `bp` against every type in `image_types` and lists the package sets to solve.
+pub fn plan(bp: &Blueprint, image_types: &[String]) -> Result<Plan, DistroError> {
+    let types = types_of(image_types)?;
+    let mut os = BTreeMap::new();
+    let mut build = None;
+    for t in &types {
+        check_supported(bp, t)?;
+        os.entry(t.os).or_insert_with(|| variant_packages(bp, t.os));
+        if t.os.bootable() {
+            build = Some(BUILD_PACKAGES.iter().map(|s| s.to_string()).collect());
+        }
+    }
+    Ok(Plan { os, build })
+}
+
+fn kernel_package(bp: &Blueprint) -> String {
+    bp.customizations
+        .as_ref()
+        .and_then(|c| c.kernel.as_ref())
+        .and_then(|k| k.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_KERNEL.to_owned())
+}
+
+fn variant_packages(bp: &Blueprint, v: OsVariant) -> Vec<String> {
+    let mut p: Vec<String> = Vec::new();
+    if v.bootable() {
+        p.push(kernel_package(bp));
+        p.extend(BOOTABLE_PACKAGES.iter().map(|s| s.to_string()));
+    }
+    if matches!(v, OsVariant::Cloud | OsVariant::Azure) {
+        p.push("cloud-init".into());
+    }
+    p
+}
+
+/// Errors for every part of `bp` that `t` cannot honour.
+fn check_supported(bp: &Blueprint, t: &ImageType) -> Result<(), DistroError> {
+    let unsupported = |what: String| DistroError::Unsupported {
+        image_type: t.name.to_owned(),
+        what,
+    };
+    if !bp.groups.is_empty() {
+        return Err(unsupported(
+            "package groups ([[groups]]: Debian has no comps groups; list the packages)".into(),
+        ));
+    }
+    if !bp.containers.is_empty() {
+        return Err(unsupported("embedded containers ([[containers]])".into()));
+    }
+    if !bp.enabled_modules.is_empty() {
+        return Err(unsupported(
+            "enabled modules ([[enabled_modules]]: Debian has no module streams)".into(),
+        ));
+    }
+    let Some(c) = &bp.customizations else {
+        return Ok(());
+    };
+    let value = serde_json::to_value(c).unwrap_or_default();
+    let handled: &[&str] = if t.os.bootable() {
+        &["hostname", "kernel", "filesystem"]
+    } else {
+        &["hostname"]
+    };
+    if let Some(obj) = value.as_object() {
+        let other: Vec<String> = obj
+            .keys()
+            .filter(|k| !handled.contains(&k.as_str()))
+            .map(|k| format!("customizations.{k}"))
+            .collect();
+        if !other.is_empty() {
+            return Err(unsupported(other.join(", ")));
+        }
+    }
+    for fs in &c.filesystem {
+        if fs.mountpoint != "/" {
+            return Err(unsupported(format!(
+                "a separate filesystem for {:?} (only \"/\" can be sized for now)",
+                fs.mountpoint
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The disk size for `t`: its default, grown to fit the blueprint's minimum root size.
+fn disk_size(bp: &Blueprint, t: &ImageType) -> u64 {
+    let root_min = bp
+        .customizations
+        .as_ref()
+        .map(|c| {
+            c.filesystem
+                .iter()
+                .filter(|f| f.mountpoint == "/")
+                .filter_map(|f| f.minsize.as_ref().or(f.size.as_ref()).map(|s| s.bytes()))
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    // BIOS boot + ESP before the root, 1 MiB for the backup GPT after it.
+    let needed = (root_min + 2 * MIB + ESP_SIZE + MIB).div_ceil(MIB) * MIB;
+    t.default_size.max(needed)
+}
+
+/// The manifest of `image_types` for `bp`. `resolved` must hold the complete,
+/// dependency-closed set of every OS variant and of the build root that [`plan`] asked for.
 pub fn manifest(
     bp: &Blueprint,
     distro: &str,
     arch: &str,
-    image_type: &str,
-    packages: &[ResolvedPackage],
+    image_types: &[String],
+    resolved: &Resolved,
     source_epoch: u64,
 ) -> Result<Manifest, DistroError> {
-    if !IMAGE_TYPES.contains(&image_type) {
-        return Err(DistroError::UnknownImageType(image_type.to_owned()));
-    }
-    check_supported(bp, image_type)?;
+    let types = types_of(image_types)?;
+    let plan = plan(bp, image_types)?;
 
     let mut m = Manifest::new();
     m.metadata.generator = format!("kiln-distro {}", env!("CARGO_PKG_VERSION"));
@@ -68,8 +255,119 @@ pub fn manifest(
     }
     labels.insert("distro".into(), distro.to_owned());
     labels.insert("arch".into(), arch.to_owned());
-    labels.insert("image-type".into(), image_type.to_owned());
+    labels.insert(
+        "image-types".into(),
+        types.iter().map(|t| t.name).collect::<Vec<_>>().join(","),
+    );
+    let seed = format!("{}:{distro}:{arch}", bp.name);
+    let pipeline = |name: &str, build: Option<&str>, stages: Vec<Stage>| Pipeline {
+        name: name.to_owned(),
+        build: build.map(str::to_owned),
+        source_epoch: Some(source_epoch),
+        stages,
+    };
 
+    if plan.build.is_some() {
+        if resolved.build.is_empty() {
+            return Err(DistroError::MissingSet("the build root".into()));
+        }
+        let refs = add_sources(&mut m, &resolved.build)?;
+        m.pipelines
+            .push(pipeline("build", None, vec![deb_install(arch, refs)]));
+    }
+
+    let ids = DiskIds::new(&seed);
+    for variant in plan.os.keys() {
+        let pkgs = resolved
+            .os
+            .get(variant)
+            .ok_or_else(|| DistroError::MissingSet(variant.pipeline().into()))?;
+        let refs = add_sources(&mut m, pkgs)?;
+        let stages = os_stages(bp, *variant, arch, refs, &ids)?;
+        m.pipelines.push(pipeline(variant.pipeline(), None, stages));
+    }
+
+    for t in &types {
+        let os = t.os.pipeline();
+        match t.format {
+            Format::Tar => {
+                m.pipelines.push(pipeline(
+                    t.name,
+                    None,
+                    vec![Stage {
+                        kind: "archive.tar".into(),
+                        options: json!({ "filename": t.filename }),
+                        inputs: tree_input(os),
+                    }],
+                ));
+                m.exports.push(export(t.name, t.filename, t.mime));
+            }
+            Format::Raw | Format::Convert(_) => {
+                let disk = format!("{}-disk", t.name);
+                let raw_name = if t.format == Format::Raw {
+                    t.filename
+                } else {
+                    "disk.raw"
+                };
+                m.pipelines.push(pipeline(
+                    &disk,
+                    Some("build"),
+                    vec![disk_stage(raw_name, disk_size(bp, t), os, &ids)],
+                ));
+                if let Format::Convert(fmt) = t.format {
+                    let mut options =
+                        json!({ "source": "disk.raw", "filename": t.filename, "format": fmt });
+                    if fmt == "vpc" {
+                        options["uuid"] = json!(ids::uuid(&seed, &format!("vhd-{}", t.name)));
+                    }
+                    m.pipelines.push(pipeline(
+                        t.name,
+                        Some("build"),
+                        vec![Stage {
+                            kind: "image.convert".into(),
+                            options,
+                            inputs: tree_input(&disk),
+                        }],
+                    ));
+                    m.exports.push(export(t.name, t.filename, t.mime));
+                } else {
+                    m.exports.push(export(&disk, t.filename, t.mime));
+                }
+            }
+        }
+    }
+    m.validate()
+        .map_err(|e| DistroError::Invalid(e.to_string()))?;
+    Ok(m)
+}
+
+fn export(pipeline: &str, filename: &str, mime: &str) -> Export {
+    Export {
+        pipeline: pipeline.into(),
+        filename: filename.into(),
+        mime: mime.into(),
+    }
+}
+
+fn tree_input(pipeline: &str) -> BTreeMap<String, Input> {
+    BTreeMap::from([(
+        "tree".to_owned(),
+        Input::Pipeline {
+            name: pipeline.into(),
+        },
+    )])
+}
+
+fn deb_install(arch: &str, refs: Vec<String>) -> Stage {
+    Stage {
+        kind: "deb.install".into(),
+        options: json!({ "arch": arch }),
+        inputs: BTreeMap::from([("packages".to_owned(), Input::Sources { refs })]),
+    }
+}
+
+/// Adds `packages` to the manifest's sources; returns their keys in name order.
+fn add_sources(m: &mut Manifest, packages: &[ResolvedPackage]) -> Result<Vec<String>, DistroError> {
     let mut sorted: Vec<&ResolvedPackage> = packages.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version)));
     let mut refs = Vec::with_capacity(sorted.len());
@@ -91,162 +389,105 @@ pub fn manifest(
         );
         refs.push(key);
     }
-
-    let mut os = vec![Stage {
-        kind: "deb.install".into(),
-        options: serde_json::json!({ "arch": arch }),
-        inputs: BTreeMap::from([("packages".to_owned(), Input::Sources { refs })]),
-    }];
-    if let Some(h) = bp.customizations.as_ref().and_then(|c| c.hostname.as_ref()) {
-        os.push(Stage {
-            kind: "hostname".into(),
-            options: serde_json::json!({ "hostname": h }),
-            inputs: BTreeMap::new(),
-        });
-    }
-    os.push(Stage {
-        kind: "tree.normalize".into(),
-        options: serde_json::json!({}),
-        inputs: BTreeMap::new(),
-    });
-    m.pipelines.push(Pipeline {
-        name: "os".into(),
-        build: None,
-        source_epoch: Some(source_epoch),
-        stages: os,
-    });
-    m.pipelines.push(Pipeline {
-        name: "tar".into(),
-        build: None,
-        source_epoch: Some(source_epoch),
-        stages: vec![Stage {
-            kind: "archive.tar".into(),
-            options: serde_json::json!({ "filename": "root.tar" }),
-            inputs: BTreeMap::from([("tree".to_owned(), Input::Pipeline { name: "os".into() })]),
-        }],
-    });
-    m.exports.push(Export {
-        pipeline: "tar".into(),
-        filename: "root.tar".into(),
-        mime: "application/x-tar".into(),
-    });
-    Ok(m)
+    Ok(refs)
 }
 
-/// Errors for every part of `bp` that `image_type` cannot honour yet.
-fn check_supported(bp: &Blueprint, image_type: &str) -> Result<(), DistroError> {
-    let unsupported = |what: String| DistroError::Unsupported {
-        image_type: image_type.to_owned(),
-        what,
-    };
-    if !bp.groups.is_empty() {
-        return Err(unsupported("package groups ([[groups]])".into()));
-    }
-    if !bp.containers.is_empty() {
-        return Err(unsupported("containers ([[containers]])".into()));
-    }
-    if !bp.enabled_modules.is_empty() {
-        return Err(unsupported("enabled modules ([[enabled_modules]])".into()));
-    }
-    if let Some(c) = &bp.customizations {
-        let value = serde_json::to_value(c).unwrap_or_default();
-        if let Some(obj) = value.as_object() {
-            let other: Vec<String> = obj
-                .keys()
-                .filter(|k| k.as_str() != "hostname")
-                .map(|k| format!("customizations.{k}"))
-                .collect();
-            if !other.is_empty() {
-                return Err(unsupported(other.join(", ")));
-            }
+/// The identifiers of a disk, derived from the manifest's seed.
+struct DiskIds {
+    disk: String,
+    bios: String,
+    esp: String,
+    esp_volid: String,
+    root_part: String,
+    root_fs: String,
+}
+
+impl DiskIds {
+    fn new(seed: &str) -> DiskIds {
+        DiskIds {
+            disk: ids::uuid(seed, "gpt-disk"),
+            bios: ids::uuid(seed, "gpt-bios"),
+            esp: ids::uuid(seed, "gpt-esp"),
+            esp_volid: ids::volume_id(seed, "esp"),
+            root_part: ids::uuid(seed, "gpt-root"),
+            root_fs: ids::uuid(seed, "fs-root"),
         }
     }
-    Ok(())
+}
+
+fn os_stages(
+    bp: &Blueprint,
+    variant: OsVariant,
+    arch: &str,
+    refs: Vec<String>,
+    ids: &DiskIds,
+) -> Result<Vec<Stage>, DistroError> {
+    let stage = |kind: &str, options: serde_json::Value| Stage {
+        kind: kind.into(),
+        options,
+        inputs: BTreeMap::new(),
+    };
+    let c = bp.customizations.as_ref();
+    let mut s = vec![deb_install(arch, refs)];
+    if variant.bootable() {
+        let append = c
+            .and_then(|c| c.kernel.as_ref())
+            .and_then(|k| k.append.clone())
+            .unwrap_or_default();
+        let mut cmdline = String::from("ro console=tty0 console=ttyS0,115200n8");
+        if !append.trim().is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(append.trim());
+        }
+        s.push(stage("initramfs", json!({})));
+        s.push(stage(
+            "system.bootable",
+            json!({ "dhcp": true, "ssh_host_keys": "firstboot" }),
+        ));
+        s.push(stage(
+            "fstab",
+            json!({ "entries": [
+                { "source": format!("UUID={}", ids.root_fs), "target": "/", "type": "ext4",
+                  "options": "errors=remount-ro", "freq": 0, "passno": 1 },
+                { "source": format!("UUID={}", ids.esp_volid), "target": "/boot/efi", "type": "vfat",
+                  "options": "umask=0077", "freq": 0, "passno": 2 },
+            ]}),
+        ));
+        s.push(stage(
+            "grub.config",
+            json!({ "root_uuid": ids.root_fs, "cmdline": cmdline, "timeout": 1, "serial": true }),
+        ));
+    }
+    if let Some(h) = c.and_then(|c| c.hostname.as_ref()) {
+        s.push(stage("hostname", json!({ "hostname": h })));
+    }
+    s.push(stage("tree.normalize", json!({})));
+    Ok(s)
+}
+
+fn disk_stage(filename: &str, size: u64, os: &str, ids: &DiskIds) -> Stage {
+    let bios_start = MIB;
+    let esp_start = 2 * MIB;
+    let root_start = esp_start + ESP_SIZE;
+    let root_size = size - root_start - MIB;
+    Stage {
+        kind: "disk.image".into(),
+        options: json!({
+            "filename": filename,
+            "size": size,
+            "uuid": ids.disk,
+            "partitions": [
+                { "name": "bios", "type": BIOS_BOOT_TYPE, "uuid": ids.bios, "start": bios_start, "size": MIB },
+                { "name": "esp", "type": ESP_TYPE, "uuid": ids.esp, "start": esp_start, "size": ESP_SIZE,
+                  "filesystem": { "type": "vfat", "uuid": ids.esp_volid, "label": "ESP", "mountpoint": "/boot/efi" } },
+                { "name": "root", "type": ROOT_TYPE, "uuid": ids.root_part, "start": root_start, "size": root_size,
+                  "filesystem": { "type": "ext4", "uuid": ids.root_fs, "label": "root", "mountpoint": "/" } },
+            ],
+            "grub": { "bios": true, "uefi": true },
+        }),
+        inputs: tree_input(os),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pkg(name: &str, byte: char) -> ResolvedPackage {
-        ResolvedPackage {
-            name: name.into(),
-            version: "1.0-1".into(),
-            sha256: byte.to_string().repeat(64),
-            url: format!("http://archive.invalid/pool/{name}_1.0-1_amd64.deb"),
-            size: 10,
-        }
-    }
-
-    fn bp(text: &str) -> Blueprint {
-        Blueprint::from_toml_validated(text).unwrap()
-    }
-
-    #[test]
-    fn tar_manifest_shape() {
-        let b = bp(
-            "name = \"t\"\n[[packages]]\nname = \"bash\"\n[customizations]\nhostname = \"box\"\n",
-        );
-        let m = manifest(
-            &b,
-            "debian-12",
-            "amd64",
-            "tar",
-            &[pkg("dash", 'b'), pkg("bash", 'a')],
-            1_700_000_000,
-        )
-        .unwrap();
-        m.validate().unwrap();
-        let kinds: Vec<Vec<&str>> = m
-            .pipelines
-            .iter()
-            .map(|p| p.stages.iter().map(|s| s.kind.as_str()).collect())
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                vec!["deb.install", "hostname", "tree.normalize"],
-                vec!["archive.tar"]
-            ]
-        );
-        assert_eq!(m.sources.len(), 2);
-        match &m.pipelines[0].stages[0].inputs["packages"] {
-            Input::Sources { refs } => assert!(refs[0].starts_with("sha256:aaaa")),
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            m.pipelines
-                .iter()
-                .all(|p| p.source_epoch == Some(1_700_000_000))
-        );
-        assert_eq!(m.exports[0].filename, "root.tar");
-        // Same inputs, same bytes.
-        let again = manifest(
-            &b,
-            "debian-12",
-            "amd64",
-            "tar",
-            &[pkg("bash", 'a'), pkg("dash", 'b')],
-            1_700_000_000,
-        )
-        .unwrap();
-        assert_eq!(m.to_canonical_json(), again.to_canonical_json());
-        // Round trip.
-        assert_eq!(Manifest::from_json(&m.to_canonical_json()).unwrap(), m);
-    }
-
-    #[test]
-    fn no_hostname_no_stage() {
-        let m = manifest(&bp("name = \"t\"\n"), "debian-12", "amd64", "tar", &[], 0).unwrap();
-        assert_eq!(m.pipelines[0].stages.len(), 2);
-    }
-
-    #[test]
-    fn unsupported_customizations_and_types_are_errors() {
-        let b = bp("name = \"t\"\n[customizations.timezone]\ntimezone = \"UTC\"\n");
-        let e = manifest(&b, "debian-12", "amd64", "tar", &[], 0).unwrap_err();
-        assert!(e.to_string().contains("customizations.timezone"), "{e}");
-        let e = manifest(&bp("name = \"t\"\n"), "debian-12", "amd64", "qcow2", &[], 0).unwrap_err();
-        assert!(matches!(e, DistroError::UnknownImageType(_)));
-    }
-}
+mod tests;

@@ -5,8 +5,30 @@
 
 pub mod archive_tar;
 pub mod deb_install;
+pub mod disk_image;
+pub mod fstab;
+pub mod grub_config;
 pub mod hostname;
+pub mod image_convert;
+pub mod initramfs;
+pub mod system_boot;
 pub mod tree_normalize;
+// Blueprint customizations of the OS tree (`treefs`: their shared file handling).
+pub mod apt_sources;
+pub mod ca_certificates;
+pub mod directories;
+pub mod files;
+pub mod firewall_nftables;
+pub mod firstboot;
+pub mod groups;
+pub mod keyboard;
+pub mod locale;
+pub mod sshd_config;
+pub mod systemd_units;
+pub mod timesyncd_ntp;
+pub mod timezone;
+pub mod treefs;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +39,27 @@ pub const CATALOGUE: &[(&str, u32)] = &[
     ("hostname", 1),
     ("tree.normalize", 1),
     ("archive.tar", 1),
+    ("initramfs", 2),
+    ("fstab", 1),
+    ("grub.config", 1),
+    ("system.bootable", 1),
+    ("disk.image", 1),
+    ("image.convert", 1),
+    // Customizations of the OS tree.
+    ("apt.sources", 1),
+    ("ca.certificates", 1),
+    ("timezone", 1),
+    ("timesyncd.ntp", 1),
+    ("locale", 1),
+    ("keyboard", 1),
+    ("sshd.config", 1),
+    ("firewall.nftables", 1),
+    ("groups", 1),
+    ("users", 1),
+    ("directories", 1),
+    ("files", 1),
+    ("firstboot", 1),
+    ("systemd.units", 1),
 ];
 
 /// The implementation version of `kind`, `None` when kiln does not know it.
@@ -43,6 +86,9 @@ pub struct StageContext<'a> {
     pub source_epoch: Option<u64>,
     /// The `bwrap` binary for sandboxed stages (default: from `PATH`).
     pub bwrap: Option<PathBuf>,
+    /// The committed tree of the pipeline's build pipeline: the tools the stage runs
+    /// (`None`: the pipeline has no build root).
+    pub build_root: Option<PathBuf>,
     /// Where a stage's output lines go.
     pub log: &'a mut dyn FnMut(&str),
 }
@@ -62,6 +108,54 @@ impl StageContext<'_> {
         }
     }
 
+    /// The build root, or an error for a stage that needs tools.
+    pub fn require_build_root(&self) -> Result<&Path, String> {
+        self.build_root.as_deref().ok_or_else(|| {
+            "this stage runs tools from a build root: its pipeline needs a `build` pipeline".into()
+        })
+    }
+
+    /// A sandbox whose programs come from the build root, with the stage's tree
+    /// read-write at [`kiln_sandbox::TREE_PATH`] and `SOURCE_DATE_EPOCH` set.
+    pub fn build_sandbox(&self) -> Result<kiln_sandbox::Sandbox, String> {
+        let root = self.require_build_root()?;
+        let mut sb =
+            kiln_sandbox::Sandbox::new(root).tree(self.tree, kiln_sandbox::TreeMode::BuildRoot);
+        if let Some(e) = self.source_epoch {
+            sb = sb.source_date_epoch(e);
+        }
+        if let Some(b) = &self.bwrap {
+            sb = sb.bwrap(b);
+        }
+        Ok(sb)
+    }
+
+    /// A sandbox with the stage's tree as `/` (its own programs), no network, and
+    /// `SOURCE_DATE_EPOCH` set.
+    pub fn chroot_sandbox(&self) -> kiln_sandbox::Sandbox {
+        let mut sb =
+            kiln_sandbox::Sandbox::new(self.tree).tree(self.tree, kiln_sandbox::TreeMode::Chroot);
+        if let Some(e) = self.source_epoch {
+            sb = sb.source_date_epoch(e);
+        }
+        if let Some(b) = &self.bwrap {
+            sb = sb.bwrap(b);
+        }
+        sb
+    }
+
+    /// Runs a sandboxed command, passing every output line to the stage log.
+    pub fn run_logged(
+        &mut self,
+        sb: &kiln_sandbox::Sandbox,
+        cmd: &str,
+        args: &[&str],
+    ) -> Result<kiln_sandbox::Output, String> {
+        let log = &mut *self.log;
+        sb.run_streaming(cmd, args, |_, line| log(line))
+            .map_err(|e| e.to_string())
+    }
+
     pub fn input_files(&self, name: &str) -> Result<&[PathBuf], String> {
         match self.inputs.get(name) {
             Some(InputData::Files(f)) => Ok(f),
@@ -77,6 +171,26 @@ pub fn run(kind: &str, ctx: &mut StageContext<'_>) -> Result<(), String> {
         "hostname" => hostname::run(ctx),
         "tree.normalize" => tree_normalize::run(ctx),
         "archive.tar" => archive_tar::run(ctx),
+        "initramfs" => initramfs::run(ctx),
+        "fstab" => fstab::run(ctx),
+        "grub.config" => grub_config::run(ctx),
+        "system.bootable" => system_boot::run(ctx),
+        "disk.image" => disk_image::run(ctx),
+        "image.convert" => image_convert::run(ctx),
+        "apt.sources" => apt_sources::run(ctx),
+        "ca.certificates" => ca_certificates::run(ctx),
+        "timezone" => timezone::run(ctx),
+        "timesyncd.ntp" => timesyncd_ntp::run(ctx),
+        "locale" => locale::run(ctx),
+        "keyboard" => keyboard::run(ctx),
+        "sshd.config" => sshd_config::run(ctx),
+        "firewall.nftables" => firewall_nftables::run(ctx),
+        "groups" => groups::run(ctx),
+        "users" => users::run(ctx),
+        "directories" => directories::run(ctx),
+        "files" => files::run(ctx),
+        "firstboot" => firstboot::run(ctx),
+        "systemd.units" => systemd_units::run(ctx),
         _ => Err(format!("unknown stage kind {kind:?}")),
     }
 }

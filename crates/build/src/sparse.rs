@@ -1,0 +1,142 @@
+//! Copying and writing sparse files (disk images are mostly holes: a 10 GiB image may
+//! hold 700 MB of data, and copying it must not write the other 9.3 GB as zeros).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rustix::fs::SeekFrom as RSeek;
+
+const CHUNK: usize = 1 << 20;
+
+/// The data extents of `f` as `(offset, length)`, found with `SEEK_DATA`/`SEEK_HOLE`
+/// (a filesystem without them reports the whole file as data).
+pub fn data_extents(f: &File) -> io::Result<Vec<(u64, u64)>> {
+    let len = f.metadata()?.len();
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        let start = match rustix::fs::seek(f, RSeek::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole remains
+            Err(e) => return Err(e.into()),
+        };
+        let end = match rustix::fs::seek(f, RSeek::Hole(start)) {
+            Ok(e) => e.min(len),
+            Err(e) => return Err(e.into()),
+        };
+        if end > start {
+            out.push((start, end - start));
+        }
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Copies `src` to a new file `dest` (which must not exist), keeping holes, and makes
+/// the copy durable (fsync) before returning.
+pub fn copy_file(src: &Path, dest: &Path) -> io::Result<()> {
+    let input = File::open(src)?;
+    let len = input.metadata()?.len();
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)?;
+    copy_range_sparse(&input, &mut out, 0, len, 0)?;
+    out.set_len(len)?;
+    out.sync_all()
+}
+
+/// Writes bytes `[offset, offset+len)` of `input` to `out` at `dest_offset`, skipping
+/// the holes of `input` and all-zero blocks (which stay holes in `out` if it is new).
+pub fn copy_range_sparse(
+    input: &File,
+    out: &mut File,
+    offset: u64,
+    len: u64,
+    dest_offset: u64,
+) -> io::Result<()> {
+    let end = offset + len;
+    let mut buf = vec![0u8; CHUNK];
+    for (start, size) in data_extents(input)? {
+        let (s, e) = (start.max(offset), (start + size).min(end));
+        let mut pos = s;
+        while pos < e {
+            let n = ((e - pos) as usize).min(CHUNK);
+            input.read_exact_at(&mut buf[..n], pos)?;
+            if buf[..n].iter().any(|&b| b != 0) {
+                out.write_all_at(&buf[..n], dest_offset + (pos - offset))?;
+            }
+            pos += n as u64;
+        }
+    }
+    Ok(())
+}
+
+/// Copies everything `r` yields into `out` at `dest_offset`, leaving all-zero blocks
+/// as holes (for streams whose source is not a file).
+pub fn write_stream_sparse(r: &mut impl Read, out: &mut File, dest_offset: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(pos);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            out.write_all_at(&buf[..n], dest_offset + pos)?;
+        }
+        pos += n as u64;
+    }
+}
+
+/// Whether `a` and `b` hold the same bytes (holes read as zeros).
+pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    fa.seek(SeekFrom::Start(0))?;
+    fb.seek(SeekFrom::Start(0))?;
+    let (mut ba, mut bb) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holes_survive_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a");
+        let f = File::create(&src).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.write_all_at(b"head", 0).unwrap();
+        f.write_all_at(b"tail", (64 << 20) - 4).unwrap();
+        f.write_all_at(&[0u8; 4096], 8 << 20).unwrap(); // written zeros become a hole
+        drop(f);
+        let dest = dir.path().join("b");
+        copy_file(&src, &dest).unwrap();
+        assert!(same_content(&src, &dest).unwrap());
+        let used = std::fs::metadata(&dest).map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.blocks() * 512
+        });
+        assert!(used.unwrap() < 4 << 20, "the copy is not sparse");
+        assert!(
+            copy_file(&src, &dest).is_err(),
+            "an existing destination is refused"
+        );
+    }
+}

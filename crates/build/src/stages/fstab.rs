@@ -1,0 +1,66 @@
+//! `fstab`: writes `/etc/fstab` and creates the mount points.
+//!
+//! Options: `{"entries": [{"source": "UUID=…", "target": "/", "type": "ext4",
+//! "options": "errors=remount-ro", "freq": 0, "passno": 1}, …]}`.
+
+use super::StageContext;
+use serde::Deserialize;
+use std::fs;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    source: String,
+    target: String,
+    #[serde(rename = "type")]
+    fs_type: String,
+    #[serde(default = "defaults")]
+    options: String,
+    #[serde(default)]
+    freq: u32,
+    #[serde(default)]
+    passno: u32,
+}
+
+fn defaults() -> String {
+    "defaults".into()
+}
+
+pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
+    let entries: Vec<Entry> =
+        serde_json::from_value(ctx.options.get("entries").cloned().unwrap_or_default())
+            .map_err(|e| format!("invalid option \"entries\": {e}"))?;
+    let mut text = String::from("# /etc/fstab, written by kiln (stage fstab).\n");
+    for e in &entries {
+        let fields = [&e.source, &e.target, &e.fs_type, &e.options];
+        if fields
+            .iter()
+            .any(|f| f.is_empty() || f.contains(char::is_whitespace))
+        {
+            return Err(format!(
+                "fstab entry for {:?}: empty field or white space",
+                e.target
+            ));
+        }
+        if !e.target.starts_with('/') || e.target.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "mount point {:?} must be an absolute path without ..",
+                e.target
+            ));
+        }
+        text.push_str(&format!(
+            "{} {} {} {} {} {}\n",
+            e.source, e.target, e.fs_type, e.options, e.freq, e.passno
+        ));
+        let dir = ctx.tree.join(e.target.trim_start_matches('/'));
+        if fs::symlink_metadata(&dir).is_err() {
+            fs::create_dir_all(&dir)
+                .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        }
+    }
+    let path = ctx.tree.join("etc/fstab");
+    let _ = fs::remove_file(&path);
+    fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    (ctx.log)(&format!("wrote /etc/fstab with {} entries", entries.len()));
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! `image.convert`: converts a raw disk image (input `tree`, file `source`) to another
+//! format with the build root's `qemu-img`, or writes a fixed VHD itself.
+//!
+//! Options: `{"source": "disk.raw", "filename": "disk.qcow2", "format": "qcow2"}`, format
+//! one of `qcow2`, `vmdk` (streamOptimized), `vhdx`, `vpc` (a fixed VHD: see below).
+//! Optional `"uuid"` (VHD) is required for `vpc`.
+//!
+//! A fixed VHD is the raw data followed by a 512-byte footer. kiln writes the footer
+//! itself: `qemu-img` puts the wall-clock time and a random UUID in it, and Azure needs
+//! the virtual size to be a whole number of MiB, which the manifest's size already is.
+
+use super::StageContext;
+use kiln_sandbox::TREE_PATH;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+
+const INPUT: &str = "/run/kiln/input";
+
+pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
+    let source = ctx.option_str("source")?.to_owned();
+    let filename = ctx.option_str("filename")?.to_owned();
+    let format = ctx.option_str("format")?.to_owned();
+    for n in [&source, &filename] {
+        if n.is_empty() || n.contains('/') || n.starts_with('.') {
+            return Err(format!("invalid file name {n:?}"));
+        }
+    }
+    let input = ctx.input_tree("tree")?.to_path_buf();
+    if !input.join(&source).is_file() {
+        return Err(format!("input has no file {source:?}"));
+    }
+    if format == "vpc" {
+        let uuid = ctx.option_str("uuid")?.to_owned();
+        return write_fixed_vhd(ctx, &input.join(&source), &filename, &uuid);
+    }
+    let (fmt, opts): (&str, &str) = match format.as_str() {
+        "qcow2" => ("qcow2", "compat=1.1"),
+        "vmdk" => ("vmdk", "subformat=streamOptimized,adapter_type=lsilogic"),
+        "vhdx" => ("vhdx", "subformat=dynamic"),
+        other => return Err(format!("unknown format {other:?} (qcow2, vmdk, vhdx, vpc)")),
+    };
+    let sb = ctx.build_sandbox()?.bind_ro(&input, INPUT);
+    let src = format!("{INPUT}/{source}");
+    let dst = format!("{TREE_PATH}/{filename}");
+    (ctx.log)(&format!("qemu-img convert -O {fmt} -o {opts}"));
+    ctx.run_logged(
+        &sb,
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", fmt, "-o", opts, &src, &dst],
+    )?;
+    Ok(())
+}
+
+fn write_fixed_vhd(
+    ctx: &mut StageContext<'_>,
+    src: &std::path::Path,
+    filename: &str,
+    uuid: &str,
+) -> Result<(), String> {
+    let dest = ctx.tree.join(filename);
+    crate::sparse::copy_file(src, &dest).map_err(|e| format!("cannot copy the disk: {e}"))?;
+    let size = fs::metadata(&dest).map_err(|e| e.to_string())?.len();
+    if size % (1 << 20) != 0 {
+        return Err(format!(
+            "a VHD for Azure needs a whole number of MiB; the disk has {size} bytes"
+        ));
+    }
+    // VHD epoch is 2000-01-01; the timestamp comes from the manifest.
+    let stamp = ctx
+        .source_epoch
+        .unwrap_or(946_684_800)
+        .saturating_sub(946_684_800) as u32;
+    let footer = vhd_footer(
+        size,
+        stamp,
+        &crate::gpt::guid_bytes(uuid).map(|mut b| {
+            // VHD stores the UUID big-endian: undo GPT's mixed-endian order.
+            b[0..4].reverse();
+            b[4..6].reverse();
+            b[6..8].reverse();
+            b
+        })?,
+    );
+    let f = File::options()
+        .write(true)
+        .open(&dest)
+        .map_err(|e| e.to_string())?;
+    f.write_all_at(&footer, size).map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())?;
+    (ctx.log)(&format!("wrote a fixed VHD of {size} bytes + footer"));
+    Ok(())
+}
+
+/// The 512-byte footer of a fixed VHD (Microsoft's VHD specification, "Hard Disk Footer").
+pub fn vhd_footer(size: u64, timestamp: u32, uuid: &[u8; 16]) -> [u8; 512] {
+    let mut f = [0u8; 512];
+    f[0..8].copy_from_slice(b"conectix");
+    f[8..12].copy_from_slice(&2u32.to_be_bytes()); // features: reserved bit
+    f[12..16].copy_from_slice(&0x0001_0000u32.to_be_bytes()); // format version
+    f[16..24].copy_from_slice(&u64::MAX.to_be_bytes()); // data offset: none (fixed)
+    f[24..28].copy_from_slice(&timestamp.to_be_bytes());
+    f[28..32].copy_from_slice(b"kiln");
+    f[32..36].copy_from_slice(&0x0001_0000u32.to_be_bytes()); // creator version
+    f[36..40].copy_from_slice(b"Wi2k"); // creator host OS, as Azure's tools write
+    f[40..48].copy_from_slice(&size.to_be_bytes()); // original size
+    f[48..56].copy_from_slice(&size.to_be_bytes()); // current size
+    let (c, h, s) = chs(size);
+    f[56..58].copy_from_slice(&c.to_be_bytes());
+    f[58] = h;
+    f[59] = s;
+    f[60..64].copy_from_slice(&2u32.to_be_bytes()); // disk type: fixed
+    f[68..84].copy_from_slice(uuid);
+    let sum: u32 = f.iter().map(|&b| b as u32).sum();
+    f[64..68].copy_from_slice(&(!sum).to_be_bytes());
+    f
+}
+
+/// CHS geometry as the VHD specification computes it.
+fn chs(size: u64) -> (u16, u8, u8) {
+    let mut total = (size / 512).min(65535 * 16 * 255);
+    let (spt, heads, cyl_heads);
+    if total >= 65535 * 16 * 63 {
+        spt = 255u64;
+        heads = 16u64;
+        cyl_heads = total / spt;
+    } else {
+        let mut s = 17u64;
+        let mut ch = total / s;
+        let mut h = ch.div_ceil(1024).max(4);
+        if ch >= h * 1024 || h > 16 {
+            s = 31;
+            h = 16;
+            ch = total / s;
+        }
+        if ch >= h * 1024 {
+            s = 63;
+            h = 16;
+            ch = total / s;
+        }
+        spt = s;
+        heads = h;
+        cyl_heads = ch;
+    }
+    total = cyl_heads / heads;
+    (total as u16, heads as u8, spt as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn footer_checksum_and_geometry() {
+        let f = vhd_footer(4 << 30, 0, &[7u8; 16]);
+        let stored = u32::from_be_bytes(f[64..68].try_into().unwrap());
+        let mut z = f;
+        z[64..68].fill(0);
+        let sum: u32 = z.iter().map(|&b| b as u32).sum();
+        assert_eq!(stored, !sum);
+        assert_eq!(&f[0..8], b"conectix");
+        // 4 GiB: 8322 cylinders, 16 heads, 63 sectors (as qemu-img computes it).
+        assert_eq!(chs(4 << 30), (8322, 16, 63));
+    }
+}
