@@ -188,6 +188,8 @@ struct Pkg {
     provides: Vec<String>,
     has_preinst: bool,
     essential: bool,
+    /// Essential or `Priority: required`: the base system, configured before the rest.
+    required: bool,
     /// (trigger name or path, noawait) interests from the `triggers` control file.
     interests: Vec<(String, bool)>,
 }
@@ -327,6 +329,7 @@ fn unpack_one(
         .to_owned();
     let same = get("Multi-Arch") == Some("same");
     let essential = get("Essential") == Some("yes");
+    let required = essential || get("Priority") == Some("required");
     let rel = |field: &str| -> Result<Vec<Vec<String>>, InstallError> {
         match get(field) {
             None => Ok(Vec::new()),
@@ -367,6 +370,7 @@ fn unpack_one(
         provides,
         has_preinst: false,
         essential,
+        required,
         interests: Vec::new(),
     };
     let info = checked_dir(tree, &format!("{ADMINDIR}/info"))?;
@@ -699,6 +703,11 @@ enum Step {
     Preinst(Vec<usize>),
     /// `dpkg --configure` these packages (the Pre-Depends closure of `before`).
     Configure { before: usize, pkgs: Vec<usize> },
+    /// `dpkg --configure` the base system (Essential and `Priority: required` packages
+    /// and their dependencies) before the rest, as debootstrap and mmdebstrap do: other
+    /// packages' scripts may use its tools without depending on them (`awk`, whose
+    /// alternative mawk's postinst makes, in locales' config script).
+    ConfigureBase(Vec<usize>),
 }
 
 /// When each preinst runs. First, in one batch, the preinsts of every package without
@@ -746,6 +755,14 @@ fn preinst_plan(pkgs: &[Pkg]) -> Vec<Step> {
     }
     if !batch.is_empty() {
         steps.push(Step::Preinst(batch));
+    }
+    let required: Vec<usize> = (0..pkgs.len()).filter(|&i| pkgs[i].required).collect();
+    let base: Vec<usize> = closure(pkgs, &map, &required)
+        .into_iter()
+        .filter(|j| !configured.contains(j))
+        .collect();
+    if !base.is_empty() {
+        steps.push(Step::ConfigureBase(base));
     }
     steps
 }
@@ -862,6 +879,14 @@ fn run_configure(
                     log,
                 )?;
             }
+            Step::ConfigureBase(idx) => {
+                let names: Vec<String> = idx.iter().map(|&j| pkgs[j].info_name()).collect();
+                run(
+                    "configuring the base system (Essential and Priority: required)",
+                    &format!("dpkg --force-unsafe-io --configure {}", names.join(" ")),
+                    log,
+                )?;
+            }
             Step::Preinst(idx) => {
                 let mut script = String::new();
                 for i in idx {
@@ -923,6 +948,7 @@ mod tests {
             provides: vec![],
             has_preinst: false,
             essential: false,
+            required: false,
             interests: vec![],
         }
     }
@@ -1004,5 +1030,17 @@ mod tests {
              Version: 1\nDepends: y\nConffiles:\n /etc/x 0123\nDescription: d\n more\n\
              Homepage: h\n"
         );
+    }
+
+    #[test]
+    fn the_base_system_is_configured_before_the_rest() {
+        let mut pkgs = vec![
+            pkg("libc6", &[], &[]),
+            pkg("mawk", &[], &["libc6"]),
+            pkg("locales", &[], &["libc6"]),
+        ];
+        pkgs[1].required = true;
+        let plan = preinst_plan(&pkgs);
+        assert_eq!(plan, [Step::ConfigureBase(vec![0, 1])]);
     }
 }

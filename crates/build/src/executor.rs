@@ -397,13 +397,12 @@ pub fn build(
         let mut last: Option<TreeRef> = None;
         // Plan again: an earlier pipeline of this build may have committed the same
         // stages (two image types with the same disk).
-        if !opts.no_cache {
-            if let Some(i) = (resume[pi]..pids.len())
+        if !opts.no_cache
+            && let Some(i) = (resume[pi]..pids.len())
                 .rev()
                 .find(|&i| store.has_tree(&pids[i]))
-            {
-                resume[pi] = i + 1;
-            }
+        {
+            resume[pi] = i + 1;
         }
         if resume[pi] > 0 {
             last = store.lookup_tree(&pids[resume[pi] - 1])?;
@@ -513,6 +512,26 @@ pub fn build(
             let Some(b) = builder.take() else {
                 unreachable!("run_stage succeeded without a working tree");
             };
+            // Every committed tree is normalized (noise removed, mtimes clamped): the
+            // store only ever holds reproducible trees, whichever stage comes last.
+            if let Some(epoch) = p.source_epoch
+                && stage.kind != "tree.normalize"
+                && let Err(e) = crate::normalize::normalize(b.path(), epoch)
+            {
+                let message = format!("normalizing the tree before commit: {e}");
+                slog.finish(&format!("# failed: {message}"));
+                return Err(BuildError::Stage(Box::new(StageFailure {
+                    pipeline: p.name.clone(),
+                    index: i,
+                    kind: stage.kind.clone(),
+                    id: id.clone(),
+                    message,
+                    output: slog.tail.drain(..).collect(),
+                    log: slog.path.take(),
+                    kept: None,
+                    keep_error: None,
+                })));
+            }
             let tree = store.commit_tree(b, id, CommitMeta::new(stage.kind.clone()))?;
             let seconds = t.elapsed().as_secs_f64();
             slog.finish(&format!("# ok in {seconds:.3}s"));

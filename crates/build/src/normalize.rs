@@ -129,7 +129,8 @@ fn fix_shadow(text: &str, days: u64) -> String {
     for line in text.lines() {
         let mut f: Vec<&str> = line.split(':').collect();
         let days = days.to_string();
-        if f.len() >= 3 && !f[2].is_empty() {
+        // 0 means "change the password at next login" (force_password_reset): kept.
+        if f.len() >= 3 && !f[2].is_empty() && f[2] != "0" {
             f[2] = &days;
             out.push_str(&f.join(":"));
         } else {

@@ -1,10 +1,12 @@
 //! `kiln`: build OS images from blueprints.
 
+mod boot;
 mod build;
 mod depsolve;
 mod paths;
 mod progress;
 mod projects;
+mod serve;
 mod sources;
 mod store;
 mod universe;
@@ -51,6 +53,8 @@ enum Command {
     /// Package sources: the distro's system sources and custom ones.
     #[command(subcommand)]
     Sources(sources::Command),
+    /// Serve the weldr API (composer-cli, cockpit-composer) on a unix socket.
+    Serve(serve::Args),
     /// Blueprint files.
     #[command(subcommand)]
     Blueprint(BlueprintCommand),
@@ -63,6 +67,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Build a manifest (as `kiln manifest` prints it).
     BuildManifest(build::BuildManifestArgs),
+    /// Boot an image in QEMU to check it: serial console, SSH on 127.0.0.1, --exec CMD.
+    Boot(boot::Args),
 }
 
 #[derive(Subcommand)]
@@ -111,10 +117,12 @@ fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Depsolve(args) => depsolve::run(ctx, args),
         Command::Projects(cmd) => projects::run(ctx, cmd),
         Command::Sources(cmd) => sources::run(ctx, cmd),
+        Command::Serve(args) => serve::run(ctx, args),
         Command::Store(cmd) => store::run(ctx, cmd),
         Command::Manifest(args) => build::run_manifest(ctx, args),
         Command::Build(args) => build::run_build(ctx, args),
         Command::BuildManifest(args) => build::run_build_manifest(ctx, args),
+        Command::Boot(args) => boot::run(args),
         Command::Blueprint(BlueprintCommand::Check { file, json }) => {
             let bp = load_blueprint(&file)?;
             print!(

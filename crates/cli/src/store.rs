@@ -22,6 +22,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hash every download against its name and check every tree's and artifact's
+    /// metadata; damaged objects are removed. Exits 1 when something was damaged.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
@@ -77,6 +83,25 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
                     HumanBytes(report.budget),
                     report.pinned.len()
                 );
+            }
+        }
+        Command::Verify { json } => {
+            let report = store.verify()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "checked {} download(s) and {} tree(s)/artifact(s): {} damaged",
+                    report.blobs_checked,
+                    report.objects_checked,
+                    report.bad_blobs.len()
+                );
+                for b in &report.bad_blobs {
+                    println!("removed damaged download sha256:{b}");
+                }
+            }
+            if !report.bad_blobs.is_empty() {
+                return Ok(ExitCode::FAILURE);
             }
         }
     }

@@ -22,15 +22,15 @@ const APT_ROOT: &str = "/etc/apt";
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     #[error(transparent)]
-    Repo(#[from] kiln_repo::RepoError),
+    Repo(Box<kiln_repo::RepoError>),
     #[error("cannot load the package metadata of {distro}: {source}")]
     Load {
         distro: String,
         #[source]
-        source: kiln_repo::RepoError,
+        source: Box<kiln_repo::RepoError>,
     },
     #[error(transparent)]
-    Depsolve(#[from] kiln_depsolve::SolveError),
+    Depsolve(Box<kiln_depsolve::SolveError>),
     #[error(transparent)]
     Distro(#[from] kiln_distro::DistroError),
     #[error("package {name} {version}: {message}")]
@@ -43,6 +43,18 @@ pub enum ComposeError {
     Epoch(String),
     #[error("no Release file has a Date; set SOURCE_DATE_EPOCH")]
     NoEpoch,
+}
+
+impl From<kiln_repo::RepoError> for ComposeError {
+    fn from(e: kiln_repo::RepoError) -> Self {
+        ComposeError::Repo(Box::new(e))
+    }
+}
+
+impl From<kiln_depsolve::SolveError> for ComposeError {
+    fn from(e: kiln_depsolve::SolveError) -> Self {
+        ComposeError::Depsolve(Box::new(e))
+    }
 }
 
 /// Where kiln keeps things, and whether it may use the network.
@@ -120,7 +132,7 @@ pub fn load(
         .load_blocking(&sources, arch, &opts)
         .map_err(|source| ComposeError::Load {
             distro: distro.name().to_owned(),
-            source,
+            source: Box::new(source),
         })
 }
 

@@ -13,8 +13,9 @@
 //! * one OS pipeline per [`OsVariant`] (`os`, `os-boot`, `os-cloud`, `os-azure`):
 //!   `deb.install`; for bootable variants `initramfs`, `system.bootable` (DHCP, SSH host
 //!   keys on first boot), `fstab`, `grub.config`; then `hostname` and the other
-//!   customizations; `tree.normalize` last. The stages that depend only on the package
-//!   set come first, so that changing the hostname re-runs only what follows it.
+//!   customizations ([`customize`]: groups, users, files, services, ...). The stages that depend only on the package set come first, so that
+//!   changing the hostname re-runs only what follows it. (No `tree.normalize` stage: the
+//!   executor normalizes every tree it commits.)
 //! * `<type>-disk` (disk types): `disk.image` of the OS tree, with the build root.
 //!   Types with the same variant and size get identical stage ids: the store builds
 //!   the disk once.
@@ -30,6 +31,7 @@
 //!
 //! A blueprint customization an image type cannot honour is an error, never ignored.
 
+pub mod customize;
 mod ids;
 mod image_types;
 
@@ -136,7 +138,16 @@ pub fn plan(bp: &Blueprint, image_types: &[String]) -> Result<Plan, DistroError>
     let mut build = None;
     for t in &types {
         check_supported(bp, t)?;
-        os.entry(t.os).or_insert_with(|| variant_packages(bp, t.os));
+        let custom = customize::os_customization(bp, t.name, t.os.bootable())?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = os.entry(t.os) {
+            let mut packages = variant_packages(bp, t.os);
+            for p in custom.packages {
+                if !packages.contains(&p) {
+                    packages.push(p);
+                }
+            }
+            slot.insert(packages);
+        }
         if t.os.bootable() {
             build = Some(BUILD_PACKAGES.iter().map(|s| s.to_string()).collect());
         }
@@ -188,6 +199,7 @@ fn check_supported(bp: &Blueprint, t: &ImageType) -> Result<(), DistroError> {
         return Ok(());
     };
     let value = serde_json::to_value(c).unwrap_or_default();
+    // Here: what shapes the disk and the boot; customize.rs: everything in the tree.
     let handled: &[&str] = if t.os.bootable() {
         &["hostname", "kernel", "filesystem"]
     } else {
@@ -196,7 +208,9 @@ fn check_supported(bp: &Blueprint, t: &ImageType) -> Result<(), DistroError> {
     if let Some(obj) = value.as_object() {
         let other: Vec<String> = obj
             .keys()
-            .filter(|k| !handled.contains(&k.as_str()))
+            .filter(|k| {
+                !handled.contains(&k.as_str()) && !customize::CUSTOMIZATIONS.contains(&k.as_str())
+            })
             .map(|k| format!("customizations.{k}"))
             .collect();
         if !other.is_empty() {
@@ -283,7 +297,12 @@ pub fn manifest(
             .get(variant)
             .ok_or_else(|| DistroError::MissingSet(variant.pipeline().into()))?;
         let refs = add_sources(&mut m, pkgs)?;
-        let stages = os_stages(bp, *variant, arch, refs, &ids)?;
+        let first = types
+            .iter()
+            .find(|t| t.os == *variant)
+            .map_or("", |t| t.name);
+        let mut stages = os_stages(bp, *variant, arch, refs, &ids)?;
+        stages.extend(customize::os_customization(bp, first, variant.bootable())?.stages);
         m.pipelines.push(pipeline(variant.pipeline(), None, stages));
     }
 
@@ -461,7 +480,7 @@ fn os_stages(
     if let Some(h) = c.and_then(|c| c.hostname.as_ref()) {
         s.push(stage("hostname", json!({ "hostname": h })));
     }
-    s.push(stage("tree.normalize", json!({})));
+    // No tree.normalize stage: the executor normalizes every tree it commits.
     Ok(s)
 }
 

@@ -62,11 +62,7 @@ fn tar_manifest_shape() {
         [
             (
                 "os".to_string(),
-                vec![
-                    "deb.install".to_string(),
-                    "hostname".into(),
-                    "tree.normalize".into()
-                ]
+                vec!["deb.install".to_string(), "hostname".into()]
             ),
             ("tar".to_string(), vec!["archive.tar".to_string()]),
         ]
@@ -136,8 +132,7 @@ fn disk_types_share_the_os_tree_and_the_build_root() {
             "system.bootable",
             "fstab",
             "grub.config",
-            "hostname",
-            "tree.normalize"
+            "hostname"
         ]
     );
     assert!(

@@ -641,6 +641,9 @@ impl Sandbox {
             "/proc/sysrq-trigger",
         );
         a.opt("--dev", "/dev");
+        // World-writable and sticky, as on a real system: non-root users inside (apt's
+        // `_apt`, daemons' users in maintainer scripts) must be able to write there.
+        a.opt("--perms", "01777");
         a.opt("--tmpfs", "/tmp");
         a.opt("--tmpfs", "/run");
         for p in ["/proc", "/dev", "/tmp", "/run"] {

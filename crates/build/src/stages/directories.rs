@@ -58,14 +58,12 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
             .map(|g| acc.gid(g))
             .transpose()
             .map_err(at)?;
+        // Errors from here on name the path themselves.
         let entry = tree.entry(&d.path, d.ensure_parents).map_err(|e| {
             if e.contains("does not exist") && !d.ensure_parents {
-                format!(
-                    "directory {}: {e} (set ensure_parents = true to create it)",
-                    d.path
-                )
+                format!("{e} (set ensure_parents = true to create it)")
             } else {
-                at(e)
+                e
             }
         })?;
         match entry.file_type()? {

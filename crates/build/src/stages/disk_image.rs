@@ -130,7 +130,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     if o.filename.contains('/') || o.filename.starts_with('.') || o.filename.is_empty() {
         return Err(format!("invalid file name {:?}", o.filename));
     }
-    if o.size % (1 << 20) != 0 {
+    if !o.size.is_multiple_of(1 << 20) {
         return Err(format!("size {} is not a whole number of MiB", o.size));
     }
     let disk_path = ctx.tree.join(&o.filename);
@@ -244,6 +244,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                     fsopt.mountpoint, p.start, p.size
                 ));
                 ctx.run_logged(&sb, "mkfs.ext4", &refs)?;
+                clamp_ext4_ctimes(ctx, &sandbox, &in_tree(&o.filename), p.start, &epoch)?;
                 // Nested mount points inside the root keep their (empty) directories; their
                 // contents live on their own filesystems: the OS tree pipeline keeps
                 // those directories empty (the ESP's files are made here).
@@ -272,12 +273,11 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                     fsopt.mountpoint, p.size
                 ));
                 ctx.run_logged(&sandbox, "mkfs.vfat", &args)?;
-                if fsopt.mountpoint == "/boot/efi" {
-                    if let Some(g) = &o.grub
-                        && g.uefi
-                    {
-                        efi_grub(ctx, &sandbox, &root_uuid, &img)?;
-                    }
+                if fsopt.mountpoint == "/boot/efi"
+                    && let Some(g) = &o.grub
+                    && g.uefi
+                {
+                    efi_grub(ctx, &sandbox, &root_uuid, &img)?;
                 }
                 // Files the OS tree has below the mount point go onto the filesystem too.
                 if src_host.is_dir()
@@ -342,6 +342,42 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     Ok(())
 }
 
+/// `mkfs.ext4 -d` copies each file's ctime from the source tree, and a ctime is the
+/// time the host last touched that inode: two builds of the same tree differ there and
+/// nowhere else. Every used inode's ctime is set to `SOURCE_DATE_EPOCH` with debugfs.
+/// Inodes are allocated in order from the first group when a filesystem is populated,
+/// so the used ones are the reserved inodes and 11 (lost+found) up to the used count.
+fn clamp_ext4_ctimes(
+    ctx: &mut StageContext<'_>,
+    sandbox: &kiln_sandbox::Sandbox,
+    disk: &str,
+    offset: u64,
+    epoch: &str,
+) -> Result<(), String> {
+    let device = format!("{disk}?offset={offset}");
+    let header = sandbox
+        .run("dumpe2fs", ["-h", &device])
+        .map_err(|e| e.to_string())?
+        .stdout_str();
+    let field = |name: &str| -> Result<u64, String> {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .ok_or_else(|| format!("dumpe2fs printed no {name:?}"))
+    };
+    let used = field("Inode count:")? - field("Free inodes:")?;
+    let mut script = format!("sif <2> ctime @{epoch}\n");
+    for ino in 11..=used {
+        script.push_str(&format!("sif <{ino}> ctime @{epoch}\n"));
+    }
+    let path = write_work(ctx, "ctimes.debugfs", &script)?;
+    let sb = sandbox.clone().env("E2FSPROGS_FAKE_TIME", epoch);
+    sb.run("debugfs", ["-w", "-f", &path, &device])
+        .map_err(|e| e.to_string())?;
+    (ctx.log)(&format!("set the ctime of {} inodes to {epoch}", used - 9));
+    Ok(())
+}
+
 fn is_below(path: &str, dir: &str) -> bool {
     dir == "/" || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
@@ -383,6 +419,25 @@ fn efi_grub(
     args.extend(EFI_MODULES);
     (ctx.log)("grub-mkimage -O x86_64-efi → EFI/BOOT/BOOTX64.EFI");
     ctx.run_logged(sandbox, "grub-mkimage", &args)?;
+    // mcopy -m keeps the file's mtime as its FAT date: make it the manifest's.
+    let epoch = ctx.source_epoch.unwrap_or(0) as i64;
+    let stamp = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: epoch,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: epoch,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        ctx.tree.join(WORK).join("BOOTX64.EFI"),
+        &stamp,
+        rustix::fs::AtFlags::empty(),
+    )
+    .map_err(|e| format!("cannot set the time of BOOTX64.EFI: {e}"))?;
     ctx.run_logged(sandbox, "mmd", &["-i", esp_img, "::/EFI", "::/EFI/BOOT"])?;
     ctx.run_logged(
         sandbox,

@@ -63,9 +63,8 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                 .map_err(at)?
                 .unwrap_or(0),
         };
-        tree.entry(&f.path, true)
-            .and_then(|e| e.write(f.data.as_bytes(), meta))
-            .map_err(at)?;
+        // Errors from here on name the path themselves.
+        tree.entry(&f.path, true)?.write(f.data.as_bytes(), meta)?;
         (ctx.log)(&format!(
             "wrote {} ({} bytes, {:04o} {}:{})",
             f.path,

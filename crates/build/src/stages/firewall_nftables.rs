@@ -27,8 +27,9 @@
 //! # The ruleset
 //!
 //! `table inet filter`: the input chain drops by default and accepts established and
-//! related traffic, loopback, ICMP and ICMPv6 (needed by IPv6 neighbour discovery), then
-//! drops/rejects/accepts the zone sources, then the ports. `forward` and `output` accept
+//! related traffic and loopback, drops/rejects/accepts the zone sources (a dropped source
+//! gets no ICMP answers either), accepts ICMP and ICMPv6 (IPv6 neighbour discovery needs
+//! it), then the ports. `forward` and `output` accept
 //! (Debian's defaults; forwarding is off in the kernel unless enabled). Ports are sorted
 //! and merged, so the file depends only on the set of rules.
 
@@ -233,12 +234,12 @@ fn ruleset(
          \t\ttype filter hook input priority filter; policy drop;\n\
          \t\tct state established,related accept\n\
          \t\tct state invalid drop\n\
-         \t\tiif \"lo\" accept\n\
-         \t\tmeta l4proto { icmp, ipv6-icmp } accept\n",
+         \t\tiif \"lo\" accept\n",
     );
     for r in source_rules {
         text.push_str(&r);
     }
+    text.push_str("\t\tmeta l4proto { icmp, ipv6-icmp } accept\n");
     for (proto, ranges) in by_proto {
         let items: Vec<String> = merge(ranges)
             .into_iter()

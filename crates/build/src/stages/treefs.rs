@@ -8,8 +8,9 @@
 //!   `/var/run -> /run` or a hostile `/etc/x -> /etc` mean the tree's directories, never
 //!   the host's. A symlink whose `..` climbs above the root is refused: on the booted
 //!   system it would quietly mean `/`, in a build it means the tree or the path is not what
-//!   it seems. The last component is never followed. Reads resolve the whole path with
-//!   `openat2(RESOLVE_IN_ROOT)`.
+//!   it seems. The last component is never followed. Missing parents, when asked for, are
+//!   created like `mkdir -p` does (never what a dangling symlink points to). Reads resolve
+//!   the whole path with `openat2(RESOLVE_IN_ROOT)`.
 //! - **Files are replaced, never written through.** A stage's tree may share inodes with
 //!   a stored tree (hard links): new content goes to a new file beside the old one, gets
 //!   its owner and mode, and is renamed over it. [`Tree::unshare`] gives a file that a
@@ -109,7 +110,12 @@ impl Tree {
     fn open_dir(&self, comps: &[&str], create: bool, shown: &str) -> Result<OwnedFd, String> {
         // The resolved directories below the root, with their names.
         let mut stack: Vec<(OwnedFd, String)> = Vec::new();
-        let mut todo: Vec<Vec<u8>> = comps.iter().rev().map(|c| c.as_bytes().to_vec()).collect();
+        // Components still to walk, and whether each comes from a symlink's target.
+        let mut todo: Vec<(Vec<u8>, bool)> = comps
+            .iter()
+            .rev()
+            .map(|c| (c.as_bytes().to_vec(), false))
+            .collect();
         let mut links = 0;
         let here = |stack: &[(OwnedFd, String)]| -> String {
             let mut s = String::new();
@@ -119,7 +125,7 @@ impl Tree {
             }
             if s.is_empty() { "/".into() } else { s }
         };
-        while let Some(c) = todo.pop() {
+        while let Some((c, from_link)) = todo.pop() {
             match c.as_slice() {
                 b"" | b"." => continue,
                 b".." => {
@@ -158,7 +164,7 @@ impl Tree {
                                 stack.clear();
                             }
                             for part in target.split(|&b| b == b'/').rev() {
-                                todo.push(part.to_vec());
+                                todo.push((part.to_vec(), true));
                             }
                         }
                         _ => {
@@ -166,7 +172,8 @@ impl Tree {
                         }
                     }
                 }
-                Err(Errno::NOENT) if create => {
+                // Like `mkdir -p`: never create what a dangling symlink points to.
+                Err(Errno::NOENT) if create && !from_link => {
                     match rfs::mkdirat(cur, c.as_slice(), Mode::from(0o755)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(errno("cannot create the directory", &at, e)),

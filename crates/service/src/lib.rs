@@ -1,0 +1,361 @@
+//! kiln-service: the server behind `kiln serve`, speaking osbuild-composer's weldr API so
+//! that composer-cli, cockpit-composer and weldr-client work against kiln unchanged.
+//!
+//! # Routes
+//!
+//! [`api`] has the router. Every weldr route exists under `/api/v0` and `/api/v1`
+//! (`/blueprints/change/...` and `/distros/list` under v1 only); `/api/status` and
+//! `/api/openapi.json` (the checked-in OpenAPI document, `crates/service/openapi.json`) are
+//! unversioned. Blueprint routes (`api::blueprints`) read and write the history store;
+//! `api::projects` (projects, modules, distros) and the depsolve/freeze routes read the
+//! warm package universes; `api::sources` manages package sources through kiln-repo's
+//! `SourceStore`. Replies follow the conformance notes: weldr's JSON shapes, error ids
+//! and HTTP codes (`{"status": false, "errors": [{"id", "msg"}]}`), `offset`/`limit`
+//! paging with `total`, comma-separated name lists whose commas may be percent-encoded.
+//! Every name, id and commit from a path is checked (`^[A-Za-z0-9._-]+$`) before it
+//! reaches a file or git, so neither `../x` nor an encoded slash can leave the state
+//! directory; bodies are limited ([`Config::max_body`]); a panicking handler answers 500
+//! and the server goes on.
+//!
+//! # History store
+//!
+//! [`history`] keeps blueprints the way lorax-composer did: a bare git repository with one
+//! `NAME.toml` per blueprint on branch `master`, one commit per push (`Recipe NAME,
+//! version X saved.`, versions bumped as osbuild-composer does), undo as a new commit,
+//! tags `master/NAME.toml/rN` as revisions, and the workspace as plain files. Writes are
+//! serialised (a mutex and a file lock), so concurrent pushes never lose a commit, and
+//! the repository stays readable with plain `git --git-dir <state>/blueprints.git log`.
+//! Example blueprints (Debian versions of lorax's examples, `crates/service/blueprints/`)
+//! are committed when the repository is created.
+//!
+//! # State
+//!
+//! ```text
+//! <state>/blueprints.git/   bare git repository (branch master, NAME.toml, tags)
+//! <state>/workspace/        NAME.toml: uncommitted workspace copies
+//! <state>/sources/          ID.toml: user package sources (kiln-repo)
+//! <store>/repo-cache/       verified repository metadata (kiln-repo), shared with the CLI
+//! ```
+//!
+//! Composes and the job queue will add `<state>/composes/` and a database next to these.
+//!
+//! # Package universes
+//!
+//! [`packages`] keeps one loaded universe per (distro, arch), reloaded when older than
+//! [`Config::refresh`] or when a source is added or deleted, so depsolve through the API
+//! costs a solve, not a metadata load.
+//!
+//! # Listening
+//!
+//! [`Server::bind`] listens on a unix socket (default `/run/weldr/api.socket`, mode 0660,
+//! group `weldr` when that group exists) and optionally on TCP. TCP is limited to loopback
+//! addresses: serving beyond the machine needs TLS and a bearer token, which are not
+//! implemented yet, so other addresses are refused with an error saying so.
+
+pub mod api;
+pub mod error;
+pub mod history;
+pub mod openapi;
+pub mod packages;
+
+pub use error::{ApiError, ServiceError};
+pub use history::History;
+pub use kiln_compose::Env;
+pub use packages::Packages;
+
+use axum::response::{IntoResponse, Response};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The default unix socket, where composer-cli looks.
+pub const DEFAULT_SOCKET: &str = "/run/weldr/api.socket";
+
+/// The example blueprints committed into a new history store.
+pub const EXAMPLES: &[&str] = &[
+    include_str!("../blueprints/example-http-server.toml"),
+    include_str!("../blueprints/example-development.toml"),
+    include_str!("../blueprints/example-atlas.toml"),
+    include_str!("../blueprints/example-append.toml"),
+    include_str!("../blueprints/example-custom-base.toml"),
+    include_str!("../blueprints/example-base.toml"),
+    include_str!("../blueprints/example-minimal.toml"),
+];
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Store, state and kiln configuration (as for the CLI).
+    pub env: Env,
+    /// The unix socket to listen on; `None` for none.
+    pub socket: Option<PathBuf>,
+    /// A TCP address to listen on as well (loopback only).
+    pub listen: Option<SocketAddr>,
+    /// The largest request body accepted (default 1 MiB).
+    pub max_body: usize,
+    /// How long a loaded package universe is used before it is checked again (default 5
+    /// minutes).
+    pub refresh: Duration,
+    /// Distros whose metadata is loaded at start, in the background.
+    pub preload: Vec<kiln_compose::Distro>,
+    /// Commit the example blueprints when the history store is created (default true).
+    pub seed_examples: bool,
+    /// Reported by `/api/status` as `build`.
+    pub build: String,
+}
+
+impl Config {
+    pub fn new(env: Env) -> Config {
+        Config {
+            env,
+            socket: Some(PathBuf::from(DEFAULT_SOCKET)),
+            listen: None,
+            max_body: 1 << 20,
+            refresh: Duration::from_secs(300),
+            preload: Vec::new(),
+            seed_examples: true,
+            build: format!("kiln {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    state: api::Shared,
+    unix: Option<(tokio::net::UnixListener, PathBuf)>,
+    tcp: Option<tokio::net::TcpListener>,
+    preload: Vec<kiln_compose::Distro>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("socket", &self.unix.as_ref().map(|u| &u.1))
+            .field("tcp", &self.tcp_addr())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Opens (or creates) the history store and binds the listeners.
+    pub async fn bind(config: Config) -> Result<Server, ServiceError> {
+        let state_dir = config.env.state.clone();
+        let seeds: Vec<&'static str> = if config.seed_examples {
+            EXAMPLES.to_vec()
+        } else {
+            Vec::new()
+        };
+        let history = tokio::task::spawn_blocking(move || History::open(&state_dir, &seeds))
+            .await
+            .map_err(|e| ServiceError::Io {
+                path: config.env.state.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        tracing::info!(git = %history.git_dir().display(), "blueprint history");
+        let tcp = match config.listen {
+            Some(addr) => Some(bind_tcp(addr).await?),
+            None => None,
+        };
+        let unix = match &config.socket {
+            Some(path) => Some((bind_unix(path).await?, path.clone())),
+            None => None,
+        };
+        let state = Arc::new(api::AppState {
+            history: Arc::new(history),
+            packages: Arc::new(Packages::new(config.env.clone(), config.refresh)),
+            max_body: config.max_body,
+            build: config.build.clone(),
+        });
+        Ok(Server {
+            state,
+            unix,
+            tcp,
+            preload: config.preload,
+        })
+    }
+
+    /// The bound TCP address (useful with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|t| t.local_addr().ok())
+    }
+
+    /// The application, for embedding or in-process tests.
+    pub fn app(&self) -> axum::Router {
+        app(self.state.clone())
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight and removes
+    /// the socket file.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServiceError> {
+        let app = app(self.state.clone());
+        for distro in self.preload {
+            let packages = self.state.packages.clone();
+            tokio::spawn(async move {
+                if let Err(e) = packages.get(distro, packages::host_arch()).await {
+                    tracing::warn!(distro = %distro, "preloading package metadata failed: {e}");
+                }
+            });
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let signal = move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut socket_path = None;
+        if let Some((listener, path)) = self.unix {
+            tracing::info!(socket = %path.display(), "listening");
+            socket_path = Some(path);
+            let serve = axum::serve(listener, app.clone()).with_graceful_shutdown(signal());
+            tasks.spawn(async move { serve.await });
+        }
+        if let Some(listener) = self.tcp {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "listening");
+            }
+            let serve = axum::serve(listener, app.clone()).with_graceful_shutdown(signal());
+            tasks.spawn(async move { serve.await });
+        }
+        let mut result = Ok(());
+        while let Some(r) = tasks.join_next().await {
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            if let Err(source) = r
+                && result.is_ok()
+            {
+                result = Err(ServiceError::Listen {
+                    what: "the listeners".into(),
+                    source,
+                });
+            }
+        }
+        if let Some(p) = socket_path {
+            let _ = std::fs::remove_file(&p);
+        }
+        result
+    }
+}
+
+fn app(state: api::Shared) -> axum::Router {
+    api::router(state)
+        .layer(axum::middleware::from_fn(log_request))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_reply,
+        ))
+}
+
+fn panic_reply(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("the request handler panicked").into_response()
+}
+
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        ms = format!("{:.1}", start.elapsed().as_secs_f64() * 1e3),
+        "request"
+    );
+    resp
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServiceError> {
+    if !addr.ip().is_loopback() {
+        return Err(ServiceError::NotLoopback { addr });
+    }
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Listen {
+            what: addr.to_string(),
+            source,
+        })
+}
+
+/// Binds the unix socket: a stale socket file is replaced, a live one is an error; the
+/// socket gets mode 0660 and group `weldr` when that group exists.
+async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServiceError> {
+    let io = |source| ServiceError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(ServiceError::SocketInUse {
+                path: path.to_path_buf(),
+            });
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(|source| ServiceError::Listen {
+        what: path.display().to_string(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    if let Some(gid) = group_id("weldr")
+        && let Err(e) = std::os::unix::fs::chown(path, None, Some(gid))
+    {
+        tracing::warn!(socket = %path.display(), "cannot give the socket to group weldr: {e}");
+    }
+    Ok(listener)
+}
+
+/// Completes on SIGINT or SIGTERM (for `kiln serve`).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// The id of a group, from `/etc/group`.
+fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.next()?;
+        f.next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn examples_are_valid_blueprints() {
+        for text in super::EXAMPLES {
+            let bp = kiln_blueprint::Blueprint::from_toml_validated(text).unwrap();
+            assert!(crate::history::valid_name(&bp.name));
+            assert!(bp.name.starts_with("example-"));
+        }
+    }
+}
