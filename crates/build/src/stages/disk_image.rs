@@ -244,7 +244,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                     fsopt.mountpoint, p.start, p.size
                 ));
                 ctx.run_logged(&sb, "mkfs.ext4", &refs)?;
-                clamp_ext4_ctimes(ctx, &sandbox, &in_tree(&o.filename), p.start, &epoch)?;
+                clamp_ext4_times(ctx, &sandbox, &in_tree(&o.filename), p.start, &epoch)?;
                 // Nested mount points inside the root keep their (empty) directories; their
                 // contents live on their own filesystems: the OS tree pipeline keeps
                 // those directories empty (the ESP's files are made here).
@@ -342,12 +342,13 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// `mkfs.ext4 -d` copies each file's ctime from the source tree, and a ctime is the
-/// time the host last touched that inode: two builds of the same tree differ there and
-/// nowhere else. Every used inode's ctime is set to `SOURCE_DATE_EPOCH` with debugfs.
+/// `mkfs.ext4 -d` copies each file's ctime and atime from the source tree, and those are
+/// the times the host last changed or read that inode: two builds of the same tree differ
+/// there and nowhere else. Every used inode's ctime and atime are set to
+/// `SOURCE_DATE_EPOCH` with debugfs (mtimes are the tree's, already clamped).
 /// Inodes are allocated in order from the first group when a filesystem is populated,
 /// so the used ones are the reserved inodes and 11 (lost+found) up to the used count.
-fn clamp_ext4_ctimes(
+fn clamp_ext4_times(
     ctx: &mut StageContext<'_>,
     sandbox: &kiln_sandbox::Sandbox,
     disk: &str,
@@ -366,15 +367,20 @@ fn clamp_ext4_ctimes(
             .ok_or_else(|| format!("dumpe2fs printed no {name:?}"))
     };
     let used = field("Inode count:")? - field("Free inodes:")?;
-    let mut script = format!("sif <2> ctime @{epoch}\n");
-    for ino in 11..=used {
-        script.push_str(&format!("sif <{ino}> ctime @{epoch}\n"));
+    let mut script = String::new();
+    for ino in std::iter::once(2).chain(11..=used) {
+        script.push_str(&format!(
+            "sif <{ino}> ctime @{epoch}\nsif <{ino}> atime @{epoch}\n"
+        ));
     }
     let path = write_work(ctx, "ctimes.debugfs", &script)?;
     let sb = sandbox.clone().env("E2FSPROGS_FAKE_TIME", epoch);
     sb.run("debugfs", ["-w", "-f", &path, &device])
         .map_err(|e| e.to_string())?;
-    (ctx.log)(&format!("set the ctime of {} inodes to {epoch}", used - 9));
+    (ctx.log)(&format!(
+        "set the ctime and atime of {} inodes to {epoch}",
+        used - 9
+    ));
     Ok(())
 }
 

@@ -99,7 +99,9 @@ pub fn vhd_footer(size: u64, timestamp: u32, uuid: &[u8; 16]) -> [u8; 512] {
     f[12..16].copy_from_slice(&0x0001_0000u32.to_be_bytes()); // format version
     f[16..24].copy_from_slice(&u64::MAX.to_be_bytes()); // data offset: none (fixed)
     f[24..28].copy_from_slice(&timestamp.to_be_bytes());
-    f[28..32].copy_from_slice(b"kiln");
+    // Creator "qem2" is what `qemu-img -o force_size` writes: readers (QEMU among them)
+    // then take the size field as the disk size instead of rounding it to a CHS geometry.
+    f[28..32].copy_from_slice(b"qem2");
     f[32..36].copy_from_slice(&0x0001_0000u32.to_be_bytes()); // creator version
     f[36..40].copy_from_slice(b"Wi2k"); // creator host OS, as Azure's tools write
     f[40..48].copy_from_slice(&size.to_be_bytes()); // original size

@@ -44,8 +44,8 @@ pub const CATALOGUE: &[(&str, u32)] = &[
     ("fstab", 2),
     ("grub.config", 2),
     ("system.bootable", 2),
-    ("disk.image", 3),
-    ("image.convert", 2),
+    ("disk.image", 4),
+    ("image.convert", 3),
     // Customizations of the OS tree.
     ("apt.sources", 2),
     ("ca.certificates", 2),
