@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks `kiln build --type tar` against the peer ../shared/bench/peer-mmdebstrap.sh
+# Benchmarks `kiln build --type qcow2` against the peer ../shared/bench/peer-mmdebstrap.sh
 # (mmdebstrap + sfdisk + mkfs.ext4 -d + mtools + systemd-boot + qemu-img) on the same
 # package set, in the same run, cold and warm. Prints a Markdown table for BENCHMARKS.md.
 #
@@ -79,11 +79,11 @@ fi
 run_kiln() { # name
   local s e
   s=$(now)
-  "$kiln" build "$bp" --type tar --distro "$distro" --store "$work/store" --state "$work/state" \
+  "$kiln" build "$bp" --type qcow2 --distro "$distro" --store "$work/store" --state "$work/state" \
     --output "$work/kiln-$1" --progress none >"$work/kiln-$1.log" 2>&1 \
     || { cat "$work/kiln-$1.log" >&2; exit 1; }
   e=$(now)
-  echo "$(secs "$s" "$e") $(stat -c %s "$work/kiln-$1/root.tar")"
+  echo "$(secs "$s" "$e") $(stat -c %s "$work/kiln-$1/disk.qcow2")"
 }
 echo "kiln cold ..." >&2
 kiln_cold=$(run_kiln cold)
@@ -92,8 +92,9 @@ kiln_warm=$(run_kiln warm)
 sed -i 's/^hostname = "peer"$/hostname = "peer2"/' "$bp"
 echo "kiln warm, hostname changed ..." >&2
 kiln_host=$(run_kiln host)
-status=$(tar -tf "$work/kiln-cold/root.tar" | grep -E '^(\./)?var/lib/dpkg/status$')
-kiln_pkgs=$(tar -xOf "$work/kiln-cold/root.tar" "$status" | grep -c '^Package:')
+# Packages in kiln's OS tree: the sources of the os pipeline's deb.install.
+kiln_pkgs=$("$kiln" manifest "$bp" --type qcow2 --distro "$distro" --store "$work/store" --state "$work/state" 2>/dev/null \
+  | python3 -c 'import json,sys; m=json.load(sys.stdin); p=[p for p in m["pipelines"] if p["name"].startswith("os")][0]; print(len(p["stages"][0]["inputs"]["packages"]["refs"]))')
 
 python3 - "$peer_cold" "$peer_warm" "$peer_tree_bytes:$peer_initrd_bytes" "$kiln_cold" "$kiln_warm" "$kiln_host" "$kiln_pkgs" <<'PY'
 import json, sys
@@ -108,11 +109,11 @@ def row(name, k, p):
           f"{k / p['total_s']:.2f} | {k / pb:.2f} |")
 print(f"| packages installed | kiln {npk} / peer {pc['packages']} | | | |")
 print("|---|---|---|---|---|")
-print("| run | kiln (`--type tar`) | peer total (mmdebstrap part) | kiln / peer total | kiln / peer mmdebstrap |")
+print("| run | kiln (`--type qcow2`) | peer total (mmdebstrap part) | kiln / peer total | kiln / peer mmdebstrap |")
 row("cold (empty store / empty .deb cache)", kc[0], pc)
 row("warm, identical rebuild", kw[0], pw)
 row("warm, hostname changed", kh[0], pw)
-print(f"| output size | `root.tar` {mib(kc[1])} | `peer.qcow2` {mib(pc['image_bytes'])}; root tree "
+print(f"| output size | `disk.qcow2` {mib(kc[1])} | `peer.qcow2` {mib(pc['image_bytes'])}; root tree "
       f"{mib(tree) if tree else 'n/a'}" + (f" (of which initrd {mib(initrd)})" if initrd else "") + " | | |")
 print(f"| peer phases cold / warm (bootstrap, assemble, convert) | | "
       f"{pc['bootstrap_s']}/{pc['assemble_s']}/{pc['convert_s']} s; {pw['bootstrap_s']}/{pw['assemble_s']}/{pw['convert_s']} s | | |")

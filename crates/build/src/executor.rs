@@ -512,26 +512,6 @@ pub fn build(
             let Some(b) = builder.take() else {
                 unreachable!("run_stage succeeded without a working tree");
             };
-            // Every committed tree is normalized (noise removed, mtimes clamped): the
-            // store only ever holds reproducible trees, whichever stage comes last.
-            if let Some(epoch) = p.source_epoch
-                && stage.kind != "tree.normalize"
-                && let Err(e) = crate::normalize::normalize(b.path(), epoch)
-            {
-                let message = format!("normalizing the tree before commit: {e}");
-                slog.finish(&format!("# failed: {message}"));
-                return Err(BuildError::Stage(Box::new(StageFailure {
-                    pipeline: p.name.clone(),
-                    index: i,
-                    kind: stage.kind.clone(),
-                    id: id.clone(),
-                    message,
-                    output: slog.tail.drain(..).collect(),
-                    log: slog.path.take(),
-                    kept: None,
-                    keep_error: None,
-                })));
-            }
             let tree = store.commit_tree(b, id, CommitMeta::new(stage.kind.clone()))?;
             let seconds = t.elapsed().as_secs_f64();
             slog.finish(&format!("# ok in {seconds:.3}s"));
@@ -635,7 +615,14 @@ fn run_stage(
         build_root: build_root.map(Path::to_path_buf),
         log,
     };
-    stages::run(&stage.kind, &mut ctx)
+    stages::run(&stage.kind, &mut ctx)?;
+    // Every committed tree is normalized (noise removed, mtimes clamped): the store only
+    // ever holds reproducible trees, whichever stage comes last.
+    match source_epoch {
+        Some(epoch) if stage.kind != "tree.normalize" => crate::normalize::normalize(&tree, epoch)
+            .map_err(|e| format!("normalizing the tree before commit: {e}")),
+        _ => Ok(()),
+    }
 }
 
 fn parse_digest(r: &str) -> Result<Sha256Digest, String> {

@@ -118,7 +118,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     if !tree.is_executable("/usr/sbin/update-ca-certificates") {
         return Err("CA certificates need the ca-certificates package in the image (update-ca-certificates is missing)".into());
     }
-    let sb = treefs::chroot_sandbox(ctx);
+    let sb = ctx.chroot_sandbox();
     for (i, pem) in certs.iter().enumerate() {
         let path = format!("{DIR}/kiln-{}.crt", i + 1);
         tree.write(&path, pem.as_bytes(), Meta::root(0o644))?;

@@ -401,19 +401,24 @@ fn write_work(ctx: &StageContext<'_>, name: &str, data: &str) -> Result<String, 
     Ok(format!("{TREE_PATH}/{WORK}/{name}"))
 }
 
-fn efi_grub(
+/// Makes a GRUB image for `platform` with every module it needs and the embedded config;
+/// returns its path in the sandbox (`<work>/<name>`).
+fn grub_mkimage(
     ctx: &mut StageContext<'_>,
     sandbox: &kiln_sandbox::Sandbox,
+    platform: &str,
+    modules: &[&str],
     root_uuid: &str,
-    esp_img: &str,
-) -> Result<(), String> {
+    name: &str,
+) -> Result<String, String> {
     let cfg = write_work(ctx, "embed.cfg", &embedded_config(root_uuid))?;
-    let out = format!("{TREE_PATH}/{WORK}/BOOTX64.EFI");
+    let out = format!("{TREE_PATH}/{WORK}/{name}");
+    let dir = format!("/usr/lib/grub/{platform}");
     let mut args = vec![
         "-O",
-        "x86_64-efi",
+        platform,
         "-d",
-        "/usr/lib/grub/x86_64-efi",
+        &dir,
         "-p",
         "/boot/grub",
         "-c",
@@ -422,9 +427,26 @@ fn efi_grub(
         &out,
     ];
     args.extend(COMMON_MODULES);
-    args.extend(EFI_MODULES);
-    (ctx.log)("grub-mkimage -O x86_64-efi → EFI/BOOT/BOOTX64.EFI");
+    args.extend(modules);
+    (ctx.log)(&format!("grub-mkimage -O {platform} → {name}"));
     ctx.run_logged(sandbox, "grub-mkimage", &args)?;
+    Ok(out)
+}
+
+fn efi_grub(
+    ctx: &mut StageContext<'_>,
+    sandbox: &kiln_sandbox::Sandbox,
+    root_uuid: &str,
+    esp_img: &str,
+) -> Result<(), String> {
+    let out = grub_mkimage(
+        ctx,
+        sandbox,
+        "x86_64-efi",
+        EFI_MODULES,
+        root_uuid,
+        "BOOTX64.EFI",
+    )?;
     // mcopy -m keeps the file's mtime as its FAT date: make it the manifest's.
     let epoch = ctx.source_epoch.unwrap_or(0) as i64;
     let stamp = rustix::fs::Timestamps {
@@ -470,24 +492,7 @@ fn bios_grub(
     part_start: u64,
     part_size: u64,
 ) -> Result<(), String> {
-    let cfg = write_work(ctx, "embed.cfg", &embedded_config(root_uuid))?;
-    let out = format!("{TREE_PATH}/{WORK}/core.img");
-    let mut args = vec![
-        "-O",
-        "i386-pc",
-        "-d",
-        "/usr/lib/grub/i386-pc",
-        "-p",
-        "/boot/grub",
-        "-c",
-        &cfg,
-        "-o",
-        &out,
-    ];
-    args.extend(COMMON_MODULES);
-    args.extend(BIOS_MODULES);
-    (ctx.log)("grub-mkimage -O i386-pc → BIOS boot partition");
-    ctx.run_logged(sandbox, "grub-mkimage", &args)?;
+    grub_mkimage(ctx, sandbox, "i386-pc", BIOS_MODULES, root_uuid, "core.img")?;
     let mut core = fs::read(ctx.tree.join(WORK).join("core.img")).map_err(|e| e.to_string())?;
     if core.len() as u64 > part_size {
         return Err(format!(

@@ -286,7 +286,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     let text = ruleset(&opts, &services)?;
     tree.write(CONF, text.as_bytes(), Meta::root(0o755))?;
     (ctx.log)(&format!("wrote {CONF}"));
-    let sb = treefs::chroot_sandbox(ctx);
+    let sb = ctx.chroot_sandbox();
     treefs::run(
         ctx,
         &sb,

@@ -171,7 +171,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         Meta::root(0o755),
     )?;
     tree.write(UNIT, unit(&after, &before).as_bytes(), Meta::root(0o644))?;
-    let sb = treefs::chroot_sandbox(ctx);
+    let sb = ctx.chroot_sandbox();
     treefs::run(
         ctx,
         &sb,

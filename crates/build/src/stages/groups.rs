@@ -87,7 +87,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         return Err("groups: /usr/sbin/groupadd is not in the image (package passwd)".into());
     }
     remove_account_backups(&tree)?;
-    let sb = treefs::chroot_sandbox(ctx);
+    let sb = ctx.chroot_sandbox();
     for g in &opts.groups {
         let acc = tree.accounts()?;
         match (acc.group(&g.name), g.gid) {

@@ -122,7 +122,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         text.push('\n');
         tree.write("/etc/locale.gen", text.as_bytes(), Meta::root(0o644))?;
         tree.unshare("/usr/lib/locale/locale-archive")?;
-        let sb = treefs::chroot_sandbox(ctx);
+        let sb = ctx.chroot_sandbox();
         treefs::run(ctx, &sb, "generating locales", "locale-gen", &[])?;
     }
     if let Some(lang) = &opts.default {

@@ -53,7 +53,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     if !tree.is_executable("/usr/bin/systemctl") && !tree.is_executable("/bin/systemctl") {
         return Err("systemd units need systemd in the image (systemctl is missing)".into());
     }
-    let sb = treefs::chroot_sandbox(ctx);
+    let sb = ctx.chroot_sandbox();
     for (verb, unit) in &todo {
         treefs::run(
             ctx,

@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use kiln_sandbox::{Output, Sandbox, Stream, TreeMode};
+use kiln_sandbox::{Output, Sandbox, Stream};
 use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 use serde::Deserialize;
@@ -660,19 +660,6 @@ pub fn options<T: serde::de::DeserializeOwned>(
     ctx: &StageContext<'_>,
 ) -> Result<T, String> {
     T::deserialize(ctx.options).map_err(|e| format!("invalid {kind} options: {e}"))
-}
-
-/// A sandbox with the stage's tree as `/` (its own programs), no network, and the
-/// pipeline's `SOURCE_DATE_EPOCH`.
-pub fn chroot_sandbox(ctx: &StageContext<'_>) -> Sandbox {
-    let mut sb = Sandbox::new(ctx.tree).tree(ctx.tree, TreeMode::Chroot);
-    if let Some(e) = ctx.source_epoch {
-        sb = sb.source_date_epoch(e);
-    }
-    if let Some(b) = &ctx.bwrap {
-        sb = sb.bwrap(b);
-    }
-    sb
 }
 
 /// Runs `cmd args` in `sb`, every output line to the stage log; the error starts with

@@ -150,7 +150,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         check_user(u, &tree)?;
     }
     remove_account_backups(&tree)?;
-    let sb = treefs::chroot_sandbox(ctx);
+    let sb = ctx.chroot_sandbox();
     for u in &opts.users {
         one_user(ctx, &tree, &sb, u, opts.default_shell.as_deref())?;
     }
