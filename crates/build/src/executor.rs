@@ -602,6 +602,9 @@ fn run_stage(
     }
     let b = match parent {
         None => store.begin_tree(),
+        Some(parent) if stages::RESTORE_BY_HARDLINK.contains(&stage.kind.as_str()) => {
+            store.begin_tree_from_with(parent.id(), RestoreMethod::Hardlink)
+        }
         Some(parent) => store.begin_tree_from(parent.id()),
     }
     .map_err(|e| format!("cannot start the working tree: {e}"))?;

@@ -55,8 +55,8 @@ pub fn normalize(tree: &Path, source_epoch: u64) -> Result<(), NormalizeError> {
     // machine-id: kept, empty (systemd fills it on first boot); dbus's copy becomes the
     // symlink Debian's dbus makes.
     let mid = at(tree, "etc/machine-id");
-    if is_file(&mid) {
-        fs::write(&mid, b"").map_err(err(&mid))?;
+    if is_file(&mid) && fs::symlink_metadata(&mid).map_err(err(&mid))?.len() > 0 {
+        replace_file(&mid, b"")?;
     }
     for f in REMOVE_FILES {
         remove_file(&at(tree, f))?;
@@ -102,10 +102,28 @@ pub fn normalize(tree: &Path, source_epoch: u64) -> Result<(), NormalizeError> {
         let text = fs::read_to_string(&shadow).map_err(err(&shadow))?;
         let fixed = fix_shadow(&text, source_epoch / 86_400);
         if fixed != text {
-            fs::write(&shadow, fixed).map_err(err(&shadow))?;
+            replace_file(&shadow, fixed.as_bytes())?;
         }
     }
     clamp_mtimes(tree, source_epoch)
+}
+
+/// Replaces the file at `path` with one holding `data`, with the same mode and owner:
+/// written beside it and renamed over, never through it (the file may be a hard link
+/// shared with a tree in the store).
+fn replace_file(path: &Path, data: &[u8]) -> Result<(), NormalizeError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::symlink_metadata(path).map_err(err(path))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.kiln-new",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let _ = fs::remove_file(&tmp);
+    fs::write(&tmp, data).map_err(err(&tmp))?;
+    std::os::unix::fs::lchown(&tmp, Some(meta.uid()), Some(meta.gid())).map_err(err(&tmp))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(err(&tmp))?;
+    fs::rename(&tmp, path).map_err(err(path))
 }
 
 /// `tree/rel` when every directory on the way is a real directory (not a symlink, which

@@ -331,3 +331,27 @@ fn failing_stage_is_named_shows_output_keeps_tree_and_resumes() {
     assert_eq!(r.stages[1].index, 1);
     assert_eq!(tar_entries(&out.join("root.tar"))[1].2, b"two\n");
 }
+
+/// A stage restored with hard links (`hostname` is one) replaces files instead of writing
+/// through them: the parent's stored tree keeps its content.
+#[test]
+fn hardlink_restored_stages_leave_the_parent_tree_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let out = tmp.path().join("out");
+    let m = manifest_two_hostnames("two");
+    let report = build(&m, &store, &opts(&out)).unwrap();
+    let first = store.lookup_tree(&report.stages[0].id).unwrap().unwrap();
+    let second = store.lookup_tree(&report.stages[1].id).unwrap().unwrap();
+    let read =
+        |t: &kiln_store::TreeRef| std::fs::read_to_string(t.path().join("etc/hostname")).unwrap();
+    assert_eq!(read(&first), "one\n");
+    assert_eq!(read(&second), "two\n");
+    use std::os::unix::fs::MetadataExt;
+    let ino = |t: &kiln_store::TreeRef| {
+        std::fs::metadata(t.path().join("etc"))
+            .map(|m| m.ino())
+            .unwrap()
+    };
+    assert_ne!(ino(&first), ino(&second), "directories are never shared");
+}

@@ -305,8 +305,16 @@ impl Store {
 
     /// Start a tree from a committed one: a new builder holding a copy of `parent`.
     pub fn begin_tree_from(&self, parent: &str) -> Result<TreeBuilder> {
+        self.begin_tree_from_with(parent, self.inner.opts.restore_method)
+    }
+
+    /// [`Store::begin_tree_from`] with an explicit method. With
+    /// [`RestoreMethod::Hardlink`] the caller promises never to modify a file of the tree
+    /// in place (only to create, replace by rename, or remove entries), since the files
+    /// are the stored ones.
+    pub fn begin_tree_from_with(&self, parent: &str, method: RestoreMethod) -> Result<TreeBuilder> {
         let b = self.begin_tree()?;
-        self.restore_tree(parent, b.path())?;
+        self.restore_tree_with(parent, b.path(), method)?;
         Ok(b)
     }
 
