@@ -548,3 +548,13 @@ fn missing_command_is_a_clear_error() {
     assert!(matches!(e, SandboxError::Setup { .. }), "{e:?}");
     assert!(e.to_string().contains("interpreter"), "{e}");
 }
+
+/// `/tmp` is world-writable and sticky, as on a real system: users other than root
+/// inside (apt's `_apt`, daemons' users in maintainer scripts) can use it.
+#[test]
+fn tmp_is_world_writable_and_sticky() {
+    let f = fixture();
+    let out = sh(&f.sandbox(), "stat -c %a /tmp");
+    assert!(out.success(), "{}", out.stderr_str());
+    assert_eq!(out.stdout_str().trim(), "1777");
+}
