@@ -2,7 +2,7 @@
 //! hold 700 MB of data, and copying it must not write the other 9.3 GB as zeros).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -74,47 +74,31 @@ pub fn copy_range_sparse(
     Ok(())
 }
 
-/// Copies everything `r` yields into `out` at `dest_offset`, leaving all-zero blocks
-/// as holes (for streams whose source is not a file).
-pub fn write_stream_sparse(r: &mut impl Read, out: &mut File, dest_offset: u64) -> io::Result<u64> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            return Ok(pos);
-        }
-        if buf[..n].iter().any(|&b| b != 0) {
-            out.write_all_at(&buf[..n], dest_offset + pos)?;
-        }
-        pos += n as u64;
-    }
-}
-
-/// Whether `a` and `b` hold the same bytes (holes read as zeros).
-pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
-    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
-    if fa.metadata()?.len() != fb.metadata()?.len() {
-        return Ok(false);
-    }
-    fa.seek(SeekFrom::Start(0))?;
-    fb.seek(SeekFrom::Start(0))?;
-    let (mut ba, mut bb) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
-    loop {
-        let n = fa.read(&mut ba)?;
-        if n == 0 {
-            return Ok(true);
-        }
-        fb.read_exact(&mut bb[..n])?;
-        if ba[..n] != bb[..n] {
-            return Ok(false);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Seek, SeekFrom};
+
+    /// Whether `a` and `b` hold the same bytes (holes read as zeros).
+    pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+        let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+        if fa.metadata()?.len() != fb.metadata()?.len() {
+            return Ok(false);
+        }
+        fa.seek(SeekFrom::Start(0))?;
+        fb.seek(SeekFrom::Start(0))?;
+        let (mut ba, mut bb) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+        loop {
+            let n = fa.read(&mut ba)?;
+            if n == 0 {
+                return Ok(true);
+            }
+            fb.read_exact(&mut bb[..n])?;
+            if ba[..n] != bb[..n] {
+                return Ok(false);
+            }
+        }
+    }
 
     #[test]
     fn holes_survive_a_copy() {

@@ -22,17 +22,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod common;
+use common::{depsolve, download, sha256_file};
+
 use kiln_build::debinstall::{InstallOptions, install};
 use kiln_build::stages::{self, StageContext};
 use kiln_sandbox::{Sandbox, TreeMode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const PACKAGES: &str = "base-files,base-passwd,bash,bsdutils,coreutils,dash,debconf,\
     debianutils,diffutils,dpkg,findutils,grep,gzip,hostname,init-system-helpers,libc-bin,\
@@ -126,69 +127,6 @@ aEJRoWEwFDcBALLb5yr5AwMNys+rJ9r6YEyvJnVZvdBAFFDs0ZWQTWIK
 
 const HELLO_UNIT: &str = "[Unit]\nDescription=kiln test unit\n\n[Service]\nType=oneshot\n\
     ExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n";
-
-fn sha256_file(p: &Path) -> String {
-    let mut f = fs::File::open(p).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn depsolve() -> Value {
-    let mut cmd = match std::env::var_os("KILN_BIN") {
-        Some(bin) => Command::new(bin),
-        None => {
-            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            c.args(["run", "-q", "-p", "kiln-cli", "--"]);
-            c
-        }
-    };
-    let out = cmd
-        .args([
-            "depsolve",
-            "--json",
-            "--distro",
-            "debian-12",
-            "--packages",
-            PACKAGES,
-        ])
-        .output()
-        .expect("running kiln depsolve");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn download(solution: &Value, dir: &Path) -> Vec<PathBuf> {
-    let mut debs = Vec::new();
-    for p in solution["packages"].as_array().unwrap() {
-        let url = p["url"].as_str().unwrap();
-        let sha = p["sha256"].as_str().unwrap();
-        let path = dir.join(url.rsplit('/').next().unwrap());
-        if !path.exists() || sha256_file(&path) != sha {
-            let st = Command::new("curl")
-                .args(["-sSfL", "--retry", "3", "-o"])
-                .arg(&path)
-                .arg(url)
-                .status()
-                .unwrap();
-            assert!(st.success(), "downloading {url}");
-        }
-        assert_eq!(sha256_file(&path), sha, "{url}");
-        debs.push(path);
-    }
-    debs
-}
 
 /// path → "type mode uid gid size sha256|target [mtime]" (link counts left out: the
 /// copies share inodes on purpose).
@@ -860,7 +798,7 @@ fn customization_stages_on_a_real_tree() {
         );
     }
     let t0 = Instant::now();
-    let solution = depsolve();
+    let solution = depsolve(PACKAGES);
     let tmp = tempfile::tempdir_in(scratch_dir()).unwrap();
     // Kept from the start, so that a failure leaves the trees for inspection.
     let (guard, root) = if std::env::var_os("KILN_TEST_KEEP").is_some() {

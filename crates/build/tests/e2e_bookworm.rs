@@ -16,16 +16,16 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
+
+mod common;
+use common::{depsolve, download, sha256_file};
 
 use kiln_build::debinstall::{InstallOptions, install, not_installed};
 use kiln_build::normalize::normalize;
 use kiln_sandbox::{Sandbox, TreeMode};
-use sha2::{Digest, Sha256};
 
 /// bookworm's Essential and Priority: required packages, plus apt, systemd-sysv and a
 /// kernel (whose initramfs must be deferred).
@@ -35,69 +35,6 @@ const PACKAGES: &str = "base-files,base-passwd,bash,bsdutils,coreutils,dash,debc
     mount,systemd-sysv,linux-image-amd64";
 
 const EPOCH: u64 = 1_700_000_000;
-
-fn sha256_file(p: &Path) -> String {
-    let mut f = fs::File::open(p).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn depsolve() -> serde_json::Value {
-    let mut cmd = match std::env::var_os("KILN_BIN") {
-        Some(bin) => Command::new(bin),
-        None => {
-            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            c.args(["run", "-q", "-p", "kiln-cli", "--"]);
-            c
-        }
-    };
-    let out = cmd
-        .args([
-            "depsolve",
-            "--json",
-            "--distro",
-            "debian-12",
-            "--packages",
-            PACKAGES,
-        ])
-        .output()
-        .expect("running kiln depsolve");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn download(solution: &serde_json::Value, dir: &Path) -> Vec<PathBuf> {
-    let mut debs = Vec::new();
-    for p in solution["packages"].as_array().unwrap() {
-        let url = p["url"].as_str().unwrap();
-        let sha = p["sha256"].as_str().unwrap();
-        let path = dir.join(url.rsplit('/').next().unwrap());
-        if !path.exists() || sha256_file(&path) != sha {
-            let st = Command::new("curl")
-                .args(["-sSfL", "--retry", "3", "-o"])
-                .arg(&path)
-                .arg(url)
-                .status()
-                .unwrap();
-            assert!(st.success(), "downloading {url}");
-        }
-        assert_eq!(sha256_file(&path), sha, "{url}");
-        debs.push(path);
-    }
-    debs
-}
 
 /// path → "type mode uid gid size sha256|target mtime"
 fn manifest(root: &Path) -> BTreeMap<String, String> {
@@ -177,7 +114,7 @@ fn check_in_sandbox(tree: &Path) {
 #[test]
 fn minimal_bookworm_installs_cleanly_and_reproducibly() {
     let t = Instant::now();
-    let solution = depsolve();
+    let solution = depsolve(PACKAGES);
     eprintln!("depsolve: {:.1}s", t.elapsed().as_secs_f64());
 
     let tmp = tempfile::tempdir().unwrap();

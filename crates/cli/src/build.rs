@@ -149,7 +149,7 @@ fn make_manifest(ctx: &Context, args: &ManifestArgs) -> Result<Manifest> {
 }
 
 fn execute(ctx: &Context, m: &Manifest, flags: &BuildFlags) -> Result<ExitCode> {
-    let store_dir = ctx.store.join("objects");
+    let store_dir = universe::env(ctx).objects();
     let store = kiln_store::Store::open(&store_dir)
         .with_context(|| format!("cannot open the store {}", store_dir.display()))?;
     let progress = flags.progress;

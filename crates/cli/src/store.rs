@@ -31,7 +31,7 @@ pub enum Command {
 }
 
 pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
-    let dir = ctx.store.join("objects");
+    let dir = crate::universe::env(ctx).objects();
     let store =
         Store::open(&dir).with_context(|| format!("cannot open the store {}", dir.display()))?;
     match cmd {

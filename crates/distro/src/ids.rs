@@ -27,7 +27,7 @@ pub fn uuid(seed: &str, purpose: &str) -> String {
     )
 }
 
-/// A FAT volume id, `XXXX-XXXX` (uppercase hex).
+/// A FAT volume id: eight uppercase hex digits in two groups, as `7B77-95E7`.
 pub fn volume_id(seed: &str, purpose: &str) -> String {
     let b = digest(seed, purpose);
     format!("{:02X}{:02X}-{:02X}{:02X}", b[0], b[1], b[2], b[3])

@@ -254,7 +254,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                 let volid = fsopt.uuid.replace('-', "");
                 if volid.len() != 8 || !volid.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(format!(
-                        "vfat volume id {:?} must be XXXX-XXXX (hex)",
+                        "vfat volume id {:?} must be eight hex digits in two groups, as 7B77-95E7",
                         fsopt.uuid
                     ));
                 }
