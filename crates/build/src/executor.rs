@@ -34,11 +34,12 @@ use crate::stages::StageContext;
 use crate::stages::{self, InputData};
 use kiln_manifest::{Input, Manifest};
 use kiln_store::{CommitMeta, RestoreMethod, Sha256Digest, Store, TreeRef};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 /// Receives progress events.
@@ -57,6 +58,8 @@ pub struct BuildOptions {
     pub bwrap: Option<PathBuf>,
     /// Parallel downloads (0: 4).
     pub fetch_jobs: usize,
+    /// Independent pipelines run at once (0: 2; 1: one after the other).
+    pub jobs: usize,
     /// Receives every progress event as it happens.
     pub on_event: Option<EventSink>,
 }
@@ -375,172 +378,18 @@ pub fn build(
     })
     .map_err(BuildError::Fetch)?;
 
+    // Pipelines run as soon as the pipelines they take trees from are done, up to
+    // `jobs` at once: the build root installs while the OS tree does, on another core.
+    let outputs: Mutex<HashMap<String, TreeRef>> = Mutex::new(HashMap::new());
+    let reports = schedule(manifest, &ids, opts, |pi| {
+        run_pipeline(manifest, store, opts, &ids[pi], pi, resume[pi], &outputs)
+    })?;
+    let outputs = outputs.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut report = BuildReport {
         fetched,
+        stages: reports.into_iter().flatten().collect(),
         ..BuildReport::default()
     };
-    // The committed output tree of every finished pipeline (pinned while we hold it).
-    let mut outputs: HashMap<String, TreeRef> = HashMap::new();
-    let output = opts.output.as_deref();
-    for (pi, p) in manifest.pipelines.iter().enumerate() {
-        let pids = &ids[pi].stages;
-        let total = p.stages.len();
-        let build_root = match &p.build {
-            Some(b) => Some(outputs.get(b).map(TreeRef::path).ok_or_else(|| {
-                BuildError::Plan(format!(
-                    "pipeline {:?}: its build pipeline {b:?} has no output tree (no stages?)",
-                    p.name
-                ))
-            })?),
-            None => None,
-        };
-        let mut last: Option<TreeRef> = None;
-        // Plan again: an earlier pipeline of this build may have committed the same
-        // stages (two image types with the same disk).
-        if !opts.no_cache
-            && let Some(i) = (resume[pi]..pids.len())
-                .rev()
-                .find(|&i| store.has_tree(&pids[i]))
-        {
-            resume[pi] = i + 1;
-        }
-        if resume[pi] > 0 {
-            last = store.lookup_tree(&pids[resume[pi] - 1])?;
-            if last.is_none() {
-                // Evicted since we planned: rebuild the pipeline from its start.
-                resume[pi] = 0;
-            }
-        }
-        for (i, (stage, id)) in p.stages.iter().zip(pids).enumerate().take(resume[pi]) {
-            let log = log_path(output, &p.name, i, &stage.kind)
-                .and_then(|path| cached_log(&path, &StageLog::header(&p.name, i, &stage.kind, id)));
-            report.stages.push(StageReport {
-                pipeline: p.name.clone(),
-                index: i,
-                kind: stage.kind.clone(),
-                id: id.clone(),
-                status: StageStatus::Cached,
-                seconds: 0.0,
-                log: log.clone(),
-            });
-            emit(Event::StageDone {
-                pipeline: p.name.clone(),
-                stage: stage.kind.clone(),
-                index: i,
-                total,
-                id: id.clone(),
-                cached: true,
-                seconds: 0.0,
-                log: log.map(|l| l.display().to_string()),
-            });
-        }
-        for (i, (stage, id)) in p.stages.iter().zip(pids).enumerate().skip(resume[pi]) {
-            emit(Event::StageStart {
-                pipeline: p.name.clone(),
-                stage: stage.kind.clone(),
-                index: i,
-                total,
-                id: id.clone(),
-            });
-            let t = Instant::now();
-            let log_event = |line: &str| {
-                emit(Event::Log {
-                    pipeline: p.name.clone(),
-                    stage: stage.kind.clone(),
-                    message: line.to_owned(),
-                })
-            };
-            let mut slog = StageLog::create(
-                log_path(output, &p.name, i, &stage.kind),
-                &StageLog::header(&p.name, i, &stage.kind, id),
-                &mut |w: String| log_event(&w),
-            );
-            let mut builder = None;
-            let result = run_stage(
-                store,
-                stage,
-                p.source_epoch,
-                build_root.as_deref(),
-                opts,
-                &outputs,
-                last.as_ref(),
-                &mut builder,
-                &mut |line: &str| {
-                    slog.line(line);
-                    log_event(line);
-                },
-            );
-            let seconds = t.elapsed().as_secs_f64();
-            if let Err(message) = result {
-                slog.finish(&format!("# failed after {seconds:.3}s: {message}"));
-                let mut failure = StageFailure {
-                    pipeline: p.name.clone(),
-                    index: i,
-                    kind: stage.kind.clone(),
-                    id: id.clone(),
-                    message,
-                    output: slog.tail.drain(..).collect(),
-                    log: slog.path.take(),
-                    kept: None,
-                    keep_error: None,
-                };
-                if let Some(b) = builder.take() {
-                    if opts.keep_failed {
-                        let dest = output
-                            .unwrap_or(Path::new("."))
-                            .join(format!("failed-{}-{i}", file_part(&p.name)));
-                        match keep_tree(b.path(), &dest) {
-                            Ok(()) => failure.kept = Some(dest),
-                            Err(e) => failure.keep_error = Some(e),
-                        }
-                    }
-                    drop(b); // removes the working directory (or what is left of it)
-                }
-                emit(Event::StageFailed {
-                    pipeline: p.name.clone(),
-                    stage: stage.kind.clone(),
-                    index: i,
-                    total,
-                    id: id.clone(),
-                    seconds,
-                    message: failure.message.clone(),
-                    log: failure.log.as_ref().map(|l| l.display().to_string()),
-                    kept: failure.kept.as_ref().map(|l| l.display().to_string()),
-                });
-                return Err(BuildError::Stage(Box::new(failure)));
-            }
-            let Some(b) = builder.take() else {
-                unreachable!("run_stage succeeded without a working tree");
-            };
-            let tree = store.commit_tree(b, id, CommitMeta::new(stage.kind.clone()))?;
-            let seconds = t.elapsed().as_secs_f64();
-            slog.finish(&format!("# ok in {seconds:.3}s"));
-            emit(Event::StageDone {
-                pipeline: p.name.clone(),
-                stage: stage.kind.clone(),
-                index: i,
-                total,
-                id: id.clone(),
-                cached: false,
-                seconds,
-                log: slog.path.as_ref().map(|l| l.display().to_string()),
-            });
-            report.stages.push(StageReport {
-                pipeline: p.name.clone(),
-                index: i,
-                kind: stage.kind.clone(),
-                id: id.clone(),
-                status: StageStatus::Ran,
-                seconds,
-                log: slog.path.take(),
-            });
-            last = Some(tree);
-        }
-        if let Some(tree) = last {
-            outputs.insert(p.name.clone(), tree);
-        }
-    }
-
     if let Some(dir) = &opts.output {
         for e in &manifest.exports {
             let err = |message: String| BuildError::Export {
@@ -563,6 +412,297 @@ pub fn build(
     Ok(report)
 }
 
+/// Runs `run(pi)` for every pipeline, each once the pipelines it takes trees from (its
+/// `build` pipeline and its `pipeline` inputs) are done, up to `opts.jobs` at once, in the
+/// manifest's order among those ready. A pipeline that shares a stage with a running one
+/// waits for it, then finds that stage in the store instead of building it twice. After a
+/// failure no pipeline starts; the running ones finish (their stages stay committed) and the
+/// first error is returned. The reports come back in the manifest's order.
+fn schedule(
+    manifest: &Manifest,
+    ids: &[kiln_manifest::PipelineIds],
+    opts: &BuildOptions,
+    run: impl Fn(usize) -> Result<Vec<StageReport>, BuildError> + Sync,
+) -> Result<Vec<Vec<StageReport>>, BuildError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Waiting,
+        Running,
+        Done,
+        Failed,
+    }
+    let n = manifest.pipelines.len();
+    let index: HashMap<&str, usize> = manifest
+        .pipelines
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = manifest
+        .pipelines
+        .iter()
+        .map(|p| {
+            let inputs = p.stages.iter().flat_map(|s| s.inputs.values());
+            let names = p
+                .build
+                .iter()
+                .map(String::as_str)
+                .chain(inputs.filter_map(|i| match i {
+                    Input::Pipeline { name } => Some(name.as_str()),
+                    Input::Sources { .. } => None,
+                }));
+            // An unknown name is not waited for: running the pipeline reports it.
+            names.filter_map(|d| index.get(d).copied()).collect()
+        })
+        .collect();
+    let stage_sets: Vec<HashSet<&str>> = ids
+        .iter()
+        .map(|p| p.stages.iter().map(String::as_str).collect())
+        .collect();
+    let jobs = if opts.jobs == 0 { 2 } else { opts.jobs };
+    let mut state = vec![State::Waiting; n];
+    let mut reports: Vec<Vec<StageReport>> = vec![Vec::new(); n];
+    let mut first_error: Option<BuildError> = None;
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let mut running = 0;
+        loop {
+            for pi in 0..n {
+                if first_error.is_some() || running >= jobs {
+                    break;
+                }
+                let ready = state[pi] == State::Waiting
+                    && deps[pi].iter().all(|&d| state[d] == State::Done)
+                    && !(0..n).any(|j| {
+                        state[j] == State::Running && !stage_sets[pi].is_disjoint(&stage_sets[j])
+                    });
+                if ready {
+                    state[pi] = State::Running;
+                    running += 1;
+                    let (tx, run) = (tx.clone(), &run);
+                    scope.spawn(move || {
+                        let _ = tx.send((pi, run(pi)));
+                    });
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((pi, result)) = rx.recv() else { break };
+            running -= 1;
+            match result {
+                Ok(r) => {
+                    state[pi] = State::Done;
+                    reports[pi] = r;
+                }
+                Err(e) => {
+                    state[pi] = State::Failed;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if let Some(pi) = state.iter().position(|s| *s == State::Waiting) {
+        return Err(BuildError::Plan(format!(
+            "pipeline {:?} takes a tree from a pipeline that comes after it (or from itself)",
+            manifest.pipelines[pi].name
+        )));
+    }
+    Ok(reports)
+}
+
+/// Builds pipeline `pi` from its first `resume` stages (found in the store when planned)
+/// and puts its output tree into `outputs`. Its dependencies' trees are already there.
+fn run_pipeline(
+    manifest: &Manifest,
+    store: &Store,
+    opts: &BuildOptions,
+    pids: &kiln_manifest::PipelineIds,
+    pi: usize,
+    mut resume: usize,
+    outputs: &Mutex<HashMap<String, TreeRef>>,
+) -> Result<Vec<StageReport>, BuildError> {
+    let emit = |e: Event| {
+        if let Some(f) = &opts.on_event {
+            f(&e);
+        }
+    };
+    let p = &manifest.pipelines[pi];
+    let pids = &pids.stages;
+    let output = opts.output.as_deref();
+    let mut report = Vec::new();
+    let total = p.stages.len();
+    // The trees this pipeline reads, by pipeline name (pinned by `outputs` until the end
+    // of the build).
+    let trees: HashMap<String, PathBuf> = outputs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(name, tree)| (name.clone(), tree.path()))
+        .collect();
+    let build_root = match &p.build {
+        Some(b) => Some(trees.get(b).cloned().ok_or_else(|| {
+            BuildError::Plan(format!(
+                "pipeline {:?}: its build pipeline {b:?} has no output tree (no stages?)",
+                p.name
+            ))
+        })?),
+        None => None,
+    };
+    let mut last: Option<TreeRef> = None;
+    // Plan again: an earlier pipeline of this build may have committed the same stages
+    // (two image types with the same disk).
+    if !opts.no_cache
+        && let Some(i) = (resume..pids.len())
+            .rev()
+            .find(|&i| store.has_tree(&pids[i]))
+    {
+        resume = i + 1;
+    }
+    if resume > 0 {
+        last = store.lookup_tree(&pids[resume - 1])?;
+        if last.is_none() {
+            // Evicted since we planned: rebuild the pipeline from its start.
+            resume = 0;
+        }
+    }
+    for (i, (stage, id)) in p.stages.iter().zip(pids).enumerate().take(resume) {
+        let log = log_path(output, &p.name, i, &stage.kind)
+            .and_then(|path| cached_log(&path, &StageLog::header(&p.name, i, &stage.kind, id)));
+        report.push(StageReport {
+            pipeline: p.name.clone(),
+            index: i,
+            kind: stage.kind.clone(),
+            id: id.clone(),
+            status: StageStatus::Cached,
+            seconds: 0.0,
+            log: log.clone(),
+        });
+        emit(Event::StageDone {
+            pipeline: p.name.clone(),
+            stage: stage.kind.clone(),
+            index: i,
+            total,
+            id: id.clone(),
+            cached: true,
+            seconds: 0.0,
+            log: log.map(|l| l.display().to_string()),
+        });
+    }
+    for (i, (stage, id)) in p.stages.iter().zip(pids).enumerate().skip(resume) {
+        emit(Event::StageStart {
+            pipeline: p.name.clone(),
+            stage: stage.kind.clone(),
+            index: i,
+            total,
+            id: id.clone(),
+        });
+        let t = Instant::now();
+        let log_event = |line: &str| {
+            emit(Event::Log {
+                pipeline: p.name.clone(),
+                stage: stage.kind.clone(),
+                message: line.to_owned(),
+            })
+        };
+        let mut slog = StageLog::create(
+            log_path(output, &p.name, i, &stage.kind),
+            &StageLog::header(&p.name, i, &stage.kind, id),
+            &mut |w: String| log_event(&w),
+        );
+        let mut builder = None;
+        let result = run_stage(
+            store,
+            stage,
+            p.source_epoch,
+            build_root.as_deref(),
+            opts,
+            &trees,
+            last.as_ref(),
+            &mut builder,
+            &mut |line: &str| {
+                slog.line(line);
+                log_event(line);
+            },
+        );
+        let seconds = t.elapsed().as_secs_f64();
+        if let Err(message) = result {
+            slog.finish(&format!("# failed after {seconds:.3}s: {message}"));
+            let mut failure = StageFailure {
+                pipeline: p.name.clone(),
+                index: i,
+                kind: stage.kind.clone(),
+                id: id.clone(),
+                message,
+                output: slog.tail.drain(..).collect(),
+                log: slog.path.take(),
+                kept: None,
+                keep_error: None,
+            };
+            if let Some(b) = builder.take() {
+                if opts.keep_failed {
+                    let dest = output
+                        .unwrap_or(Path::new("."))
+                        .join(format!("failed-{}-{i}", file_part(&p.name)));
+                    match keep_tree(b.path(), &dest) {
+                        Ok(()) => failure.kept = Some(dest),
+                        Err(e) => failure.keep_error = Some(e),
+                    }
+                }
+                drop(b); // removes the working directory (or what is left of it)
+            }
+            emit(Event::StageFailed {
+                pipeline: p.name.clone(),
+                stage: stage.kind.clone(),
+                index: i,
+                total,
+                id: id.clone(),
+                seconds,
+                message: failure.message.clone(),
+                log: failure.log.as_ref().map(|l| l.display().to_string()),
+                kept: failure.kept.as_ref().map(|l| l.display().to_string()),
+            });
+            return Err(BuildError::Stage(Box::new(failure)));
+        }
+        let Some(b) = builder.take() else {
+            unreachable!("run_stage succeeded without a working tree");
+        };
+        let tree = store.commit_tree(b, id, CommitMeta::new(stage.kind.clone()))?;
+        let seconds = t.elapsed().as_secs_f64();
+        slog.finish(&format!("# ok in {seconds:.3}s"));
+        emit(Event::StageDone {
+            pipeline: p.name.clone(),
+            stage: stage.kind.clone(),
+            index: i,
+            total,
+            id: id.clone(),
+            cached: false,
+            seconds,
+            log: slog.path.as_ref().map(|l| l.display().to_string()),
+        });
+        report.push(StageReport {
+            pipeline: p.name.clone(),
+            index: i,
+            kind: stage.kind.clone(),
+            id: id.clone(),
+            status: StageStatus::Ran,
+            seconds,
+            log: slog.path.take(),
+        });
+        last = Some(tree);
+    }
+    if let Some(tree) = last {
+        outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.name.clone(), tree);
+    }
+    Ok(report)
+}
+
 /// Resolves the inputs of `stage`, starts its working tree (left in `builder`, also on
 /// failure, once made) from `parent` and runs the stage. The error is a message for people.
 #[allow(clippy::too_many_arguments)]
@@ -572,7 +712,7 @@ fn run_stage(
     source_epoch: Option<u64>,
     build_root: Option<&Path>,
     opts: &BuildOptions,
-    outputs: &HashMap<String, TreeRef>,
+    trees: &HashMap<String, PathBuf>,
     parent: Option<&TreeRef>,
     builder: &mut Option<kiln_store::ObjectBuilder>,
     log: &mut dyn FnMut(&str),
@@ -592,10 +732,10 @@ fn run_stage(
                 InputData::Files(files)
             }
             Input::Pipeline { name: dep } => {
-                let tree = outputs
+                let tree = trees
                     .get(dep)
                     .ok_or_else(|| format!("input pipeline {dep:?} has no output tree"))?;
-                InputData::Tree(tree.path())
+                InputData::Tree(tree.clone())
             }
         };
         inputs.insert(name.clone(), data);
@@ -667,6 +807,142 @@ fn export_file(tree: &Path, filename: &str, dir: &Path) -> Result<PathBuf, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pipelines `a` and `b` (independent, with `b` sharing no stage with `a`), `c` built
+    /// with `a`'s tree as its build root, `d` taking `b`'s tree, and `e`, the same stages as
+    /// `a` under another name.
+    fn dag() -> (Manifest, Vec<kiln_manifest::PipelineIds>) {
+        let host = |h: &str| serde_json::json!({"kind": "hostname", "options": {"hostname": h}});
+        let json = serde_json::json!({
+            "version": 1,
+            "pipelines": [
+                {"name": "a", "stages": [host("a")]},
+                {"name": "b", "stages": [host("b")]},
+                {"name": "c", "build": "a", "stages": [host("c")]},
+                {"name": "d", "stages": [{"kind": "archive.tar", "options": {"filename": "x"},
+                    "inputs": {"tree": {"type": "pipeline", "name": "b"}}}]},
+                {"name": "e", "stages": [host("a")]}
+            ]
+        });
+        let m = Manifest::from_json(json.to_string().as_bytes()).unwrap();
+        let ids = m.stage_ids(stages::version).unwrap();
+        (m, ids)
+    }
+
+    fn one_report(name: &str) -> Vec<StageReport> {
+        vec![StageReport {
+            pipeline: name.into(),
+            index: 0,
+            kind: "hostname".into(),
+            id: String::new(),
+            status: StageStatus::Ran,
+            seconds: 0.0,
+            log: None,
+        }]
+    }
+
+    #[test]
+    fn independent_pipelines_run_at_once_and_dependents_wait() {
+        let (m, ids) = dag();
+        let opts = BuildOptions::default();
+        let (a_tx, a_rx) = mpsc::channel::<()>();
+        let (b_tx, b_rx) = mpsc::channel::<()>();
+        let (a_rx, b_rx) = (Mutex::new(a_rx), Mutex::new(b_rx));
+        let (a_tx, b_tx) = (Mutex::new(a_tx), Mutex::new(b_tx));
+        let log = Mutex::new(Vec::<String>::new());
+        let wait = std::time::Duration::from_secs(60);
+        let reports = schedule(&m, &ids, &opts, |pi| {
+            let name = m.pipelines[pi].name.clone();
+            log.lock().unwrap().push(format!("start {name}"));
+            // `a` and `b` each wait for the other to have started: this only returns if
+            // they run at the same time.
+            match name.as_str() {
+                "a" => {
+                    a_tx.lock().unwrap().send(()).unwrap();
+                    b_rx.lock()
+                        .unwrap()
+                        .recv_timeout(wait)
+                        .expect("b never ran beside a");
+                }
+                "b" => {
+                    b_tx.lock().unwrap().send(()).unwrap();
+                    a_rx.lock()
+                        .unwrap()
+                        .recv_timeout(wait)
+                        .expect("a never ran beside b");
+                }
+                _ => {}
+            }
+            log.lock().unwrap().push(format!("end {name}"));
+            Ok(one_report(&name))
+        })
+        .unwrap();
+        let names: Vec<&str> = reports.iter().map(|r| r[0].pipeline.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "b", "c", "d", "e"],
+            "reports in the manifest's order"
+        );
+        let log = log.into_inner().unwrap();
+        let at = |s: &str| log.iter().position(|l| l == s).unwrap();
+        assert!(at("end a") < at("start c"), "{log:?}");
+        assert!(at("end b") < at("start d"), "{log:?}");
+        // `e` has `a`'s stage: it never runs beside `a`.
+        assert!(at("end a") < at("start e"), "{log:?}");
+    }
+
+    #[test]
+    fn one_job_runs_in_order_and_a_failure_stops_the_rest() {
+        let (m, ids) = dag();
+        let opts = BuildOptions {
+            jobs: 1,
+            ..BuildOptions::default()
+        };
+        let order = Mutex::new(Vec::new());
+        let err = schedule(&m, &ids, &opts, |pi| {
+            let name = m.pipelines[pi].name.clone();
+            order.lock().unwrap().push(name.clone());
+            if name == "c" {
+                return Err(BuildError::Plan("c broke".into()));
+            }
+            Ok(one_report(&name))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "c broke");
+        assert_eq!(*order.lock().unwrap(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_pipeline_needing_a_later_one_is_an_error() {
+        // `Manifest::from_json` refuses this order; `schedule` must not hang on it either.
+        let pipeline = |name: &str, build: &str| kiln_manifest::Pipeline {
+            name: name.into(),
+            build: Some(build.into()),
+            source_epoch: None,
+            stages: vec![kiln_manifest::Stage {
+                kind: "tree.normalize".into(),
+                options: serde_json::json!({}),
+                inputs: BTreeMap::new(),
+            }],
+        };
+        let m = Manifest {
+            version: 1,
+            metadata: Default::default(),
+            sources: BTreeMap::new(),
+            pipelines: vec![pipeline("x", "y"), pipeline("y", "x")],
+            exports: Vec::new(),
+        };
+        let ids: Vec<_> = m
+            .pipelines
+            .iter()
+            .map(|p| kiln_manifest::PipelineIds {
+                name: p.name.clone(),
+                stages: vec![p.name.clone()],
+            })
+            .collect();
+        let err = schedule(&m, &ids, &BuildOptions::default(), |_| Ok(Vec::new())).unwrap_err();
+        assert!(err.to_string().contains("pipeline \"x\""), "{err}");
+    }
 
     #[test]
     fn the_log_keeps_every_line_and_the_error_the_last_ones() {

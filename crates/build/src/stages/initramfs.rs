@@ -4,6 +4,11 @@
 //!
 //! Options: none. initramfs-tools clamps the archive's mtimes to `SOURCE_DATE_EPOCH`, so
 //! the same tree gives the same initramfs.
+//!
+//! With `SOURCE_DATE_EPOCH` set, mkinitramfs leaves zstd at its default of one worker
+//! thread (it only adds `-T0` for builds that need not be reproducible). zstd's
+//! multi-threaded output does not depend on the number of workers (only its
+//! `--single-thread` mode differs), so `ZSTD_NBTHREADS` gives the same bytes, sooner.
 
 use super::StageContext;
 use std::fs;
@@ -24,7 +29,10 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     if !ctx.tree.join("usr/sbin/update-initramfs").exists() {
         return Err("update-initramfs is missing: add the initramfs-tools package".into());
     }
-    let sb = ctx.chroot_sandbox();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sb = ctx
+        .chroot_sandbox()
+        .env("ZSTD_NBTHREADS", threads.to_string());
     for k in &kernels {
         (ctx.log)(&format!("update-initramfs -c -k {k}"));
         ctx.run_logged(&sb, "update-initramfs", &["-c", "-k", k])?;
