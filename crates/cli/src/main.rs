@@ -2,6 +2,7 @@
 
 mod boot;
 mod build;
+mod client;
 mod depsolve;
 mod paths;
 mod progress;
@@ -47,12 +48,23 @@ struct Cli {
 enum Command {
     /// Resolve the packages of a blueprint (or a list) into the full set to install.
     Depsolve(depsolve::Args),
-    /// Packages available from the configured sources.
+    /// Blueprints on the server (composer-cli): list, show, push, depsolve, freeze, ...
+    Blueprints(Remote<client::BlueprintsCommand>),
+    /// Composes on the server (composer-cli): start, status, list, log, image, ...
+    Compose(Remote<client::ComposeCommand>),
+    /// The server's package sources (composer-cli): list, info, add, change, delete.
+    Sources(Remote<client::SourcesCommand>),
+    /// Packages the server's sources offer (composer-cli).
+    Projects(Remote<client::ProjectsCommand>),
+    /// Package names the server's sources offer (composer-cli).
+    Modules(Remote<client::ModulesCommand>),
+    /// Distros the server builds (composer-cli).
+    Distros(Remote<client::DistrosCommand>),
+    /// The server's status (composer-cli).
+    Status(Remote<client::StatusCommand>),
+    /// Without a server: packages and sources read from the local state and archive.
     #[command(subcommand)]
-    Projects(projects::Command),
-    /// Package sources: the distro's system sources and custom ones.
-    #[command(subcommand)]
-    Sources(sources::Command),
+    Local(LocalCommand),
     /// Serve the weldr API (composer-cli, cockpit-composer) on a unix socket.
     Serve(serve::Args),
     /// Blueprint files.
@@ -69,6 +81,25 @@ enum Command {
     BuildManifest(build::BuildManifestArgs),
     /// Boot an image in QEMU to check it: serial console, SSH on 127.0.0.1, --exec CMD.
     Boot(boot::Args),
+}
+
+/// A client command with the options that say how to reach the server.
+#[derive(clap::Args)]
+struct Remote<C: Subcommand> {
+    #[command(flatten)]
+    conn: client::Conn,
+    #[command(subcommand)]
+    cmd: C,
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Packages available from the configured sources.
+    #[command(subcommand)]
+    Projects(projects::Command),
+    /// Package sources: the distro's system sources and custom ones.
+    #[command(subcommand)]
+    Sources(sources::Command),
 }
 
 #[derive(Subcommand)]
@@ -115,8 +146,15 @@ fn main() -> ExitCode {
 fn run(ctx: &Context, command: Command) -> Result<ExitCode> {
     match command {
         Command::Depsolve(args) => depsolve::run(ctx, args),
-        Command::Projects(cmd) => projects::run(ctx, cmd),
-        Command::Sources(cmd) => sources::run(ctx, cmd),
+        Command::Local(LocalCommand::Projects(cmd)) => projects::run(ctx, cmd),
+        Command::Local(LocalCommand::Sources(cmd)) => sources::run(ctx, cmd),
+        Command::Blueprints(r) => Ok(client::run(&r.conn, client::Command::Blueprints(r.cmd))),
+        Command::Compose(r) => Ok(client::run(&r.conn, client::Command::Compose(r.cmd))),
+        Command::Sources(r) => Ok(client::run(&r.conn, client::Command::Sources(r.cmd))),
+        Command::Projects(r) => Ok(client::run(&r.conn, client::Command::Projects(r.cmd))),
+        Command::Modules(r) => Ok(client::run(&r.conn, client::Command::Modules(r.cmd))),
+        Command::Distros(r) => Ok(client::run(&r.conn, client::Command::Distros(r.cmd))),
+        Command::Status(r) => Ok(client::run(&r.conn, client::Command::Status(r.cmd))),
         Command::Serve(args) => serve::run(ctx, args),
         Command::Store(cmd) => store::run(ctx, cmd),
         Command::Manifest(args) => build::run_manifest(ctx, args),

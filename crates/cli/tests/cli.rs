@@ -93,7 +93,7 @@ fn unreachable_mirror_without_cache_is_a_clear_error() {
 fn custom_sources_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let out = kiln(d, &["sources", "list"]);
+    let out = kiln(d, &["local", "sources", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "debian\ndebian-updates\ndebian-security\n");
 
@@ -103,30 +103,38 @@ fn custom_sources_lifecycle() {
         "id = \"mine\"\nname = \"My repo\"\ntype = \"deb\"\nurl = \"http://127.0.0.1:9/repo\"\nsuite = \"stable\"\ncheck_gpg = false\n",
     )
     .unwrap();
-    let out = kiln(d, &["sources", "add", src.to_str().unwrap()]);
+    let out = kiln(d, &["local", "sources", "add", src.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&kiln(d, &["sources", "list"])).ends_with("mine\n"));
+    assert!(stdout(&kiln(d, &["local", "sources", "list"])).ends_with("mine\n"));
 
-    let out = kiln(d, &["sources", "info", "mine", "--json"]);
+    let out = kiln(d, &["local", "sources", "info", "mine", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["sources"]["mine"]["url"], "http://127.0.0.1:9/repo/");
     assert_eq!(v["sources"]["mine"]["system"], false);
-    let out = kiln(d, &["sources", "info", "debian"]);
+    let out = kiln(d, &["local", "sources", "info", "debian"]);
     assert!(stdout(&out).contains("system = true"), "{}", stdout(&out));
 
     // System sources are read-only; ids cannot escape the state directory.
-    assert!(!kiln(d, &["sources", "delete", "debian"]).status.success());
+    assert!(
+        !kiln(d, &["local", "sources", "delete", "debian"])
+            .status
+            .success()
+    );
     std::fs::write(
         &src,
         "id = \"../evil\"\ntype = \"deb\"\nurl = \"http://127.0.0.1:9/x\"\n",
     )
     .unwrap();
-    let out = kiln(d, &["sources", "add", src.to_str().unwrap()]);
+    let out = kiln(d, &["local", "sources", "add", src.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(!d.join("evil.toml").exists() && !d.join("state/evil.toml").exists());
 
-    assert!(kiln(d, &["sources", "delete", "mine"]).status.success());
-    let out = kiln(d, &["sources", "delete", "mine"]);
+    assert!(
+        kiln(d, &["local", "sources", "delete", "mine"])
+            .status
+            .success()
+    );
+    let out = kiln(d, &["local", "sources", "delete", "mine"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("mine"));
 }

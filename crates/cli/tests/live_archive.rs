@@ -77,7 +77,7 @@ fn depsolve_matches_apt_on_the_live_archive() {
     std::fs::write(env.dir.path().join("kiln.toml"), "").unwrap();
 
     // kiln's view of the debian-12 sources, turned into an apt sources.list.
-    let out = env.kiln(&["sources", "info", "*", "--json"]);
+    let out = env.kiln(&["local", "sources", "info", "*", "--json"]);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!ci(), "kiln sources info failed: {err}");

@@ -14,6 +14,16 @@ pub(crate) fn version_matches(glob: &str, version: &str) -> bool {
     }
 }
 
+/// [`version_matches`], or `glob` is `VERSION.ARCH` with `ARCH` the package's own
+/// architecture: the `[epoch:]version-release.arch` a weldr freeze gives back.
+pub(crate) fn version_arch_matches(glob: &str, version: &str, arch: &str) -> bool {
+    version_matches(glob, version)
+        || glob
+            .strip_suffix(arch)
+            .and_then(|g| g.strip_suffix('.'))
+            .is_some_and(|g| version_matches(g, version))
+}
+
 /// Whether `text` matches the shell-style `glob` (`*`, `?`), e.g. package names in
 /// `kiln projects info 'python3-*'`.
 pub fn name_matches(glob: &str, text: &str) -> bool {
@@ -93,6 +103,12 @@ mod tests {
         assert!(!version_matches("1.2-3", "1.2-3+b1"));
         assert!(version_matches("1.?-*", "1.2-3+b1"));
         assert!(version_matches("*+deb12u*", "2.36-9+deb12u10"));
+        // A frozen EVRA: the architecture suffix must be the package's.
+        assert!(version_arch_matches("2.36-9.amd64", "2.36-9", "amd64"));
+        assert!(version_arch_matches("1:2.4.57-2.all", "1:2.4.57-2", "all"));
+        assert!(!version_arch_matches("2.36-9.amd64", "2.36-9", "arm64"));
+        assert!(!version_arch_matches("2.36-9.amd64", "2.36-10", "amd64"));
+        assert!(version_arch_matches("2.36-9", "2.36-9", "amd64"));
         assert!(!version_matches("", "1"));
     }
 

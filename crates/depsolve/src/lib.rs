@@ -257,7 +257,10 @@ impl<'a> Universe<'a> {
                 None => versions.clone().collect(),
                 Some(g) => versions
                     .clone()
-                    .filter(|&s| glob::version_matches(g.trim(), self.solv(s).pkg.version()))
+                    .filter(|&s| {
+                        let pkg = &self.solv(s).pkg;
+                        glob::version_arch_matches(g.trim(), pkg.version(), pkg.arch())
+                    })
                     .collect(),
             };
             if allowed.is_empty() {

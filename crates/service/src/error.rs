@@ -16,9 +16,14 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     #[error(
-        "refusing to listen on {addr}: it is not a loopback address, and serving beyond this machine needs TLS and a bearer token, which kiln serve does not support yet; listen on 127.0.0.1 or ::1 (or the unix socket) and put a TLS-terminating proxy in front"
+        "refusing to listen on {addr}: it is not a loopback address, and serving beyond this machine needs TLS and a bearer token; add {missing}, or listen on 127.0.0.1 or ::1 (or only the unix socket)"
     )]
-    NotLoopback { addr: std::net::SocketAddr },
+    NotLoopback {
+        addr: std::net::SocketAddr,
+        missing: &'static str,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot set up {path}: {source}")]
     Io {
         path: PathBuf,

@@ -35,9 +35,15 @@
 //! <state>/workspace/        NAME.toml: uncommitted workspace copies
 //! <state>/sources/          ID.toml: user package sources (kiln-repo)
 //! <store>/repo-cache/       verified repository metadata (kiln-repo), shared with the CLI
+//! <state>/composes.db      SQLite: the composes (queue, states, failures, uploads)
+//! <state>/composes/<uuid>/  a compose's manifest, image files and logs
 //! ```
 //!
-//! Composes and the job queue will add `<state>/composes/` and a database next to these.
+//! # Composes
+//!
+//! [`compose`] has the durable queue, the worker pool (`Config::workers` builds at once,
+//! each a `kiln build-manifest` child process in its own process group) and the live
+//! progress; its docs say what a restart does to waiting and running composes.
 //!
 //! # Package universes
 //!
@@ -48,15 +54,18 @@
 //! # Listening
 //!
 //! [`Server::bind`] listens on a unix socket (default `/run/weldr/api.socket`, mode 0660,
-//! group `weldr` when that group exists) and optionally on TCP. TCP is limited to loopback
-//! addresses: serving beyond the machine needs TLS and a bearer token, which are not
-//! implemented yet, so other addresses are refused with an error saying so.
+//! group `weldr` when that group exists) and optionally on TCP. The socket is guarded by
+//! its permissions; TCP by [`tls`]: an address that is not loopback is only served with
+//! TLS ([`Config::tls`]) *and* a bearer token ([`Config::token_file`]), anything less is
+//! refused at start with an error saying what to add. On loopback both are optional.
 
 pub mod api;
+pub mod compose;
 pub mod error;
 pub mod history;
 pub mod openapi;
 pub mod packages;
+pub mod tls;
 
 pub use error::{ApiError, ServiceError};
 pub use history::History;
@@ -92,8 +101,13 @@ pub struct Config {
     pub env: Env,
     /// The unix socket to listen on; `None` for none.
     pub socket: Option<PathBuf>,
-    /// A TCP address to listen on as well (loopback only).
+    /// A TCP address to listen on as well (beyond loopback only with `tls` and
+    /// `token_file`).
     pub listen: Option<SocketAddr>,
+    /// TLS for the TCP listener.
+    pub tls: Option<tls::TlsFiles>,
+    /// A file holding the bearer token that TCP clients must send.
+    pub token_file: Option<PathBuf>,
     /// The largest request body accepted (default 1 MiB).
     pub max_body: usize,
     /// How long a loaded package universe is used before it is checked again (default 5
@@ -105,6 +119,11 @@ pub struct Config {
     pub seed_examples: bool,
     /// Reported by `/api/status` as `build`.
     pub build: String,
+    /// How many composes are built at once (default 1).
+    pub workers: usize,
+    /// The kiln binary that runs builds (`kiln build-manifest`); default: `KILN_BIN`, else
+    /// the running executable.
+    pub kiln_bin: Option<PathBuf>,
 }
 
 impl Config {
@@ -113,11 +132,15 @@ impl Config {
             env,
             socket: Some(PathBuf::from(DEFAULT_SOCKET)),
             listen: None,
+            tls: None,
+            token_file: None,
             max_body: 1 << 20,
             refresh: Duration::from_secs(300),
             preload: Vec::new(),
             seed_examples: true,
             build: format!("kiln {}", env!("CARGO_PKG_VERSION")),
+            workers: 1,
+            kiln_bin: None,
         }
     }
 }
@@ -127,6 +150,8 @@ pub struct Server {
     state: api::Shared,
     unix: Option<(tokio::net::UnixListener, PathBuf)>,
     tcp: Option<tokio::net::TcpListener>,
+    tcp_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    tcp_token: Option<tls::Token>,
     preload: Vec<kiln_compose::Distro>,
 }
 
@@ -155,15 +180,25 @@ impl Server {
                 source: std::io::Error::other(e.to_string()),
             })??;
         tracing::info!(git = %history.git_dir().display(), "blueprint history");
+        // Load TLS and the token first: a bad file should stop the start, not the first
+        // request.
+        let tcp_tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let tcp_token = config
+            .token_file
+            .as_deref()
+            .map(tls::Token::from_file)
+            .transpose()?;
         let tcp = match config.listen {
-            Some(addr) => Some(bind_tcp(addr).await?),
+            Some(addr) => Some(bind_tcp(addr, tcp_tls.is_some(), tcp_token.is_some()).await?),
             None => None,
         };
         let unix = match &config.socket {
             Some(path) => Some((bind_unix(path).await?, path.clone())),
             None => None,
         };
+        let composes = open_composes(&config)?;
         let state = Arc::new(api::AppState {
+            composes,
             history: Arc::new(history),
             packages: Arc::new(Packages::new(config.env.clone(), config.refresh)),
             max_body: config.max_body,
@@ -173,6 +208,8 @@ impl Server {
             state,
             unix,
             tcp,
+            tcp_tls,
+            tcp_token,
             preload: config.preload,
         })
     }
@@ -180,6 +217,11 @@ impl Server {
     /// The bound TCP address (useful with port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().and_then(|t| t.local_addr().ok())
+    }
+
+    /// Whether the TCP listener speaks TLS.
+    pub fn tcp_is_tls(&self) -> bool {
+        self.tcp_tls.is_some()
     }
 
     /// The application, for embedding or in-process tests.
@@ -223,10 +265,30 @@ impl Server {
         }
         if let Some(listener) = self.tcp {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(%addr, "listening");
+                tracing::info!(
+                    %addr,
+                    tls = self.tcp_tls.is_some(),
+                    token = self.tcp_token.is_some(),
+                    "listening"
+                );
             }
-            let serve = axum::serve(listener, app.clone()).with_graceful_shutdown(signal());
-            tasks.spawn(async move { serve.await });
+            // The token check wraps everything else, so no route runs for a stranger.
+            let app = match self.tcp_token {
+                Some(token) => app.clone().layer(axum::middleware::from_fn_with_state(
+                    token,
+                    tls::require_token,
+                )),
+                None => app.clone(),
+            };
+            match self.tcp_tls {
+                Some(config) => {
+                    tasks.spawn(tls::serve(listener, config, app, signal()));
+                }
+                None => {
+                    let serve = axum::serve(listener, app).with_graceful_shutdown(signal());
+                    tasks.spawn(async move { serve.await });
+                }
+            }
         }
         let mut result = Ok(());
         while let Some(r) = tasks.join_next().await {
@@ -246,6 +308,7 @@ impl Server {
         if let Some(p) = socket_path {
             let _ = std::fs::remove_file(&p);
         }
+        self.state.composes.shutdown();
         result
     }
 }
@@ -277,9 +340,19 @@ async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) 
     resp
 }
 
-async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServiceError> {
-    if !addr.ip().is_loopback() {
-        return Err(ServiceError::NotLoopback { addr });
+async fn bind_tcp(
+    addr: SocketAddr,
+    tls: bool,
+    token: bool,
+) -> Result<tokio::net::TcpListener, ServiceError> {
+    let secured = tls && token;
+    if !addr.ip().is_loopback() && !secured {
+        let missing = match (tls, token) {
+            (false, false) => "TLS (--tls-cert, --tls-key) and a bearer token (--token-file)",
+            (false, true) => "TLS (--tls-cert, --tls-key)",
+            _ => "a bearer token (--token-file)",
+        };
+        return Err(ServiceError::NotLoopback { addr, missing });
     }
     tokio::net::TcpListener::bind(addr)
         .await
@@ -318,6 +391,30 @@ async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServiceError
         tracing::warn!(socket = %path.display(), "cannot give the socket to group weldr: {e}");
     }
     Ok(listener)
+}
+
+/// Opens the compose table and starts the workers.
+fn open_composes(config: &Config) -> Result<Arc<compose::Composes>, ServiceError> {
+    let kiln = match &config.kiln_bin {
+        Some(p) => p.clone(),
+        None => match std::env::var_os("KILN_BIN") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe().map_err(|source| ServiceError::Io {
+                path: PathBuf::from("/proc/self/exe"),
+                source,
+            })?,
+        },
+    };
+    let build = compose::BuildEnv {
+        kiln,
+        env: config.env.clone(),
+    };
+    compose::Composes::open(&config.env.state, build, config.workers).map_err(|e| {
+        ServiceError::Io {
+            path: config.env.state.join("composes.db"),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })
 }
 
 /// Completes on SIGINT or SIGTERM (for `kiln serve`).

@@ -187,6 +187,99 @@ fn doc(path: &str) -> Doc {
             false,
             "DistroList",
         ),
+        "/compose" => d(
+            "Start a compose of a committed blueprint (kiln: `compose_types` for several image types from one depsolve; `?test=1` fails and `?test=2` finishes at once, without a build)",
+            "compose",
+            &["test"],
+            true,
+            "ComposeStarted",
+        ),
+        "/compose/types" => d("Image types", "compose", TARGET, false, "ComposeTypes"),
+        "/compose/queue" => d(
+            "Waiting (`new`) and running (`run`) composes",
+            "compose",
+            &[],
+            false,
+            "ComposeQueue",
+        ),
+        "/compose/finished" => d(
+            "Finished composes",
+            "compose",
+            &[],
+            false,
+            "ComposeFinished",
+        ),
+        "/compose/failed" => d("Failed composes", "compose", &[], false, "ComposeFailed"),
+        "/compose/status/{ids}" => d(
+            "Composes by id (`*` for all), filtered by blueprint, status and type",
+            "compose",
+            &["blueprint", "status", "type"],
+            false,
+            "ComposeStatus",
+        ),
+        "/compose/info/{id}" => d(
+            "A compose: blueprint, depsolved packages, state, failure",
+            "compose",
+            &[],
+            false,
+            "ComposeInfo",
+        ),
+        "/compose/cancel/{id}" => d(
+            "Cancel a waiting compose (off the queue) or stop a running build",
+            "compose",
+            &[],
+            false,
+            "ComposeCanceled",
+        ),
+        "/compose/delete/{ids}" => d(
+            "Delete finished or failed composes and their files",
+            "compose",
+            &[],
+            false,
+            "ComposeDeleted",
+        ),
+        "/compose/log/{id}" => d(
+            "The tail of the build log (live while the build runs)",
+            "compose",
+            &["size"],
+            false,
+            "@text/plain",
+        ),
+        "/compose/logs/{id}" => d(
+            "The logs as a tar (`<id>-logs.tar`: logs/build.log, logs/progress.jsonl, one log per stage)",
+            "compose",
+            &[],
+            false,
+            "@application/x-tar",
+        ),
+        "/compose/metadata/{id}" => d(
+            "The manifest (`<id>.json`) and the frozen blueprint as a tar (`<id>-metadata.tar`)",
+            "compose",
+            &[],
+            false,
+            "@application/x-tar",
+        ),
+        "/compose/results/{id}" => d(
+            "Metadata, logs and images as a tar (`<id>.tar`)",
+            "compose",
+            &[],
+            false,
+            "@application/x-tar",
+        ),
+        "/compose/image/{id}" => d(
+            "The image file (`Content-Disposition: attachment; filename=<id>-<file>`; kiln: `?type=` picks one of the compose's types)",
+            "compose",
+            &["type"],
+            false,
+            "@application/octet-stream",
+        ),
+        "/compose/events/{id}" => d(
+            "kiln: the build's progress as server-sent events (`event: progress` with a kiln-build event as JSON, from the first; `event: status` at the start and when the compose ends)",
+            "compose",
+            &[],
+            false,
+            "@text/event-stream",
+        ),
         _ => d("", "other", &[], false, "Any"),
     }
 }
@@ -212,6 +305,23 @@ fn query_param(name: &str) -> Value {
         "arch" => (
             "Architecture (default: the host's)",
             json!({"type": "string", "example": "amd64"}),
+        ),
+        "test" => (
+            "1: the compose fails at once, 2: it finishes at once (no build)",
+            json!({"type": "integer", "enum": [1, 2]}),
+        ),
+        "size" => (
+            "KiB of the log's tail (default 1024)",
+            json!({"type": "integer", "minimum": 0}),
+        ),
+        "blueprint" => ("Only composes of this blueprint", json!({"type": "string"})),
+        "status" => (
+            "Only composes in this state",
+            json!({"type": "string", "enum": ["WAITING", "RUNNING", "FINISHED", "FAILED"]}),
+        ),
+        "type" => (
+            "Only this image type",
+            json!({"type": "string", "example": "qcow2"}),
         ),
         _ => ("", json!({"type": "string"})),
     };
@@ -264,7 +374,12 @@ fn operation(method: &str, relative: &str, template_params: &[String]) -> Value 
     if !params.is_empty() {
         op.insert("parameters".into(), Value::Array(params));
     }
-    if d.body {
+    if d.body && relative == "/compose" {
+        op.insert(
+            "requestBody".into(),
+            json!({"required": true, "content": {"application/json": {"schema": reference("ComposeRequest")}}}),
+        );
+    } else if d.body {
         op.insert(
             "requestBody".into(),
             json!({
@@ -276,7 +391,10 @@ fn operation(method: &str, relative: &str, template_params: &[String]) -> Value 
             }),
         );
     }
-    let mut ok = json!({"application/json": {"schema": reference(d.reply)}});
+    let mut ok = match d.reply.strip_prefix('@') {
+        Some(media) => json!({ media: {"schema": {"type": "string", "format": "binary"}} }),
+        None => json!({"application/json": {"schema": reference(d.reply)}}),
+    };
     if d.query.contains(&"format") {
         ok["text/x-toml"] = json!({"schema": {"type": "string"}});
     }
@@ -300,7 +418,7 @@ fn schemas() -> Value {
             "total": {"type": "integer"}, "offset": {"type": "integer"}, "limit": {"type": "integer"},
             key: {"type": "array", "items": items}}})
     };
-    json!({
+    let mut all = json!({
         "Any": {},
         "Object": obj,
         "ErrorEntry": {"type": "object", "required": ["id", "msg"], "properties": {
@@ -371,6 +489,67 @@ fn schemas() -> Value {
         "SourceInfo": {"type": "object", "properties": {
             "sources": {"type": "object", "additionalProperties": reference("Source")}, "errors": errors}},
         "DistroList": {"type": "object", "properties": {"distros": strings}},
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), compose_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// The schemas of the compose routes.
+fn compose_schemas() -> Value {
+    let obj = json!({"type": "object", "additionalProperties": true});
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    let errors = json!({"type": "array", "items": reference("ErrorEntry")});
+    json!({
+        "ComposeRequest": {"type": "object", "required": ["blueprint_name"], "properties": {
+            "blueprint_name": {"type": "string"},
+            "compose_type": {"type": "string", "example": "qcow2"},
+            "compose_types": {"type": "array", "items": {"type": "string"},
+                "description": "kiln: more image types, built from the same depsolve and OS tree (their file names must differ)"},
+            "branch": {"type": "string"},
+            "size": {"type": "integer", "description": "Requested image size in bytes"},
+            "ostree": obj,
+            "upload": {"type": "object", "description": "v1: {image_name, provider, settings}, stored and listed in `uploads` (secrets stripped)", "properties": {
+                "image_name": {"type": "string"}, "provider": {"type": "string"}, "settings": obj}}}},
+        "ComposeStarted": {"type": "object", "required": ["status", "build_id"], "properties": {
+            "status": {"type": "boolean"}, "build_id": {"type": "string", "format": "uuid"}, "warnings": strings}},
+        "ComposeTypes": {"type": "object", "properties": {"types": {"type": "array", "items": {
+            "type": "object", "properties": {"name": {"type": "string"}, "enabled": {"type": "boolean"}}}}}},
+        "Failure": {"type": "object", "required": ["message"], "description": "kiln: why a compose failed", "properties": {
+            "pipeline": {"type": "string"}, "stage": {"type": "string"}, "message": {"type": "string"}}},
+        "Upload": {"type": "object", "properties": {
+            "uuid": {"type": "string"}, "status": {"type": "string"}, "provider_name": {"type": "string"},
+            "image_name": {"type": "string"}, "creation_time": {"type": "number"}, "settings": obj}},
+        "ComposeEntry": {"type": "object", "required": ["id", "blueprint", "version", "compose_type", "image_size", "queue_status", "job_created"], "properties": {
+            "id": {"type": "string", "format": "uuid"}, "blueprint": {"type": "string"}, "version": {"type": "string"},
+            "compose_type": {"type": "string"},
+            "compose_types": {"type": "array", "items": {"type": "string"}, "description": "kiln: every image type of the compose"},
+            "image_size": {"type": "integer"},
+            "queue_status": {"type": "string", "enum": ["WAITING", "RUNNING", "FINISHED", "FAILED"]},
+            "job_created": {"type": "number"}, "job_started": {"type": "number"}, "job_finished": {"type": "number"},
+            "failure": reference("Failure"),
+            "uploads": {"type": "array", "items": reference("Upload"), "description": "v1 only"}}},
+        "ComposeQueue": {"type": "object", "properties": {
+            "new": {"type": "array", "items": reference("ComposeEntry")},
+            "run": {"type": "array", "items": reference("ComposeEntry")}}},
+        "ComposeFinished": {"type": "object", "properties": {"finished": {"type": "array", "items": reference("ComposeEntry")}}},
+        "ComposeFailed": {"type": "object", "properties": {"failed": {"type": "array", "items": reference("ComposeEntry")}}},
+        "ComposeStatus": {"type": "object", "properties": {"uuids": {"type": "array", "items": reference("ComposeEntry")}}},
+        "ComposeInfo": {"type": "object", "description": "A compose entry whose `blueprint` is the blueprint itself", "properties": {
+            "id": {"type": "string", "format": "uuid"}, "compose_type": {"type": "string"},
+            "compose_types": {"type": "array", "items": {"type": "string"}},
+            "queue_status": {"type": "string"}, "image_size": {"type": "integer"},
+            "failure": reference("Failure"), "uploads": {"type": "array", "items": reference("Upload")},
+            "config": {"type": "string"}, "commit": {"type": "string"}, "blueprint": reference("Blueprint"),
+            "deps": {"type": "object", "properties": {"packages": {"type": "array", "items": reference("Dependency")}}},
+            "images": {"type": "array", "items": {"type": "object", "properties": {
+                "type": {"type": "string"}, "filename": {"type": "string"}, "mime": {"type": "string"}}}}}},
+        "ComposeCanceled": {"type": "object", "properties": {"uuid": {"type": "string"}, "status": {"type": "boolean"}}},
+        "ComposeDeleted": {"type": "object", "properties": {
+            "uuids": {"type": "array", "items": {"type": "object", "properties": {
+                "uuid": {"type": "string"}, "status": {"type": "boolean"}}}},
+            "errors": errors}},
     })
 }
 

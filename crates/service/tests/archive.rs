@@ -173,14 +173,17 @@ async fn depsolve_freeze_projects_on_the_live_archive() {
         .iter()
         .find(|p| p["name"] == "tmux")
         .unwrap();
-    assert_eq!(pinned["version"], tmux["debian_version"]);
+    // EVRA: `[epoch:]version-release.arch`.
+    let evra = format!(
+        "{}.{}",
+        tmux["debian_version"].as_str().unwrap(),
+        tmux["arch"].as_str().unwrap()
+    );
+    assert_eq!(pinned["version"], evra.as_str());
     let r = s.get("/api/v0/blueprints/freeze/web?format=toml").await;
     assert_eq!(r.status, 200);
     let text = r.text();
-    assert!(
-        text.contains(tmux["debian_version"].as_str().unwrap()),
-        "{text}"
-    );
+    assert!(text.contains(&evra), "{text}");
     let r = s
         .get("/api/v0/blueprints/freeze/web,example-base?format=toml")
         .await;

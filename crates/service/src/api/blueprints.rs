@@ -368,7 +368,7 @@ fn diff_lists(title: &str, key: &str, old: &[Value], new: &[Value]) -> Vec<Value
 
 /// The distro and Debian architecture a blueprint is solved for: its own, else the
 /// host's.
-fn target(bp: &Blueprint) -> Result<(Distro, &'static str), String> {
+pub(crate) fn target(bp: &Blueprint) -> Result<(Distro, &'static str), String> {
     let distro = match bp.distro.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => Distro::parse(d).map_err(|_| format!("'{d}' is not a valid distribution"))?,
         None => kiln_compose::pick_distro(None, None).map_err(|e| e.to_string())?,
@@ -441,8 +441,9 @@ pub async fn depsolve(State(state): State<Shared>, params: Params) -> ApiResult 
 }
 
 /// `bp` with every package and module pinned to the version the solver picked (globs in
-/// names expanded). The version is the Debian version, which a push accepts back.
-fn frozen(mut bp: Blueprint, deps: &[Dependency]) -> Result<Blueprint, String> {
+/// names expanded), as weldr's `[epoch:]version-release.arch`: the Debian version and the
+/// architecture, which a depsolve accepts back as a version.
+pub(crate) fn frozen(mut bp: Blueprint, deps: &[Dependency]) -> Result<Blueprint, String> {
     let expand = |list: &[Package]| -> Result<Vec<Package>, String> {
         let mut out: Vec<Package> = Vec::new();
         for p in list {
@@ -461,7 +462,7 @@ fn frozen(mut bp: Blueprint, deps: &[Dependency]) -> Result<Blueprint, String> {
                 if !out.iter().any(|o| o.name == d.name) {
                     out.push(Package {
                         name: d.name.clone(),
-                        version: Some(d.debian_version.clone()),
+                        version: Some(format!("{}.{}", d.debian_version, d.arch)),
                     });
                 }
             }

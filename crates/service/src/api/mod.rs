@@ -5,6 +5,7 @@
 //! the wrong method 405, both as weldr `HTTPError`s.
 
 pub mod blueprints;
+pub mod compose;
 pub mod projects;
 pub mod sources;
 
@@ -26,6 +27,7 @@ use std::sync::Arc;
 pub struct AppState {
     pub history: Arc<History>,
     pub packages: Arc<Packages>,
+    pub composes: Arc<crate::compose::Composes>,
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
     /// Reported as `build` by `/api/status`.
@@ -86,6 +88,7 @@ impl Routes {
 
 fn versioned(version: u8) -> Routes {
     use blueprints as b;
+    use compose as c;
     use projects as p;
     use sources as s;
     let mut r = Routes {
@@ -119,7 +122,22 @@ fn versioned(version: u8) -> Routes {
         .get("/modules/list/{names}", false, p::modules_list)
         .get("/modules/info", false, p::no_modules)
         .get("/modules/info/{names}", false, p::modules_info)
-        .get("/distros/list", true, p::distros_list);
+        .get("/distros/list", true, p::distros_list)
+        .post("/compose", false, c::start)
+        .get("/compose/types", false, c::types)
+        .get("/compose/queue", false, c::queue)
+        .get("/compose/finished", false, c::finished)
+        .get("/compose/failed", false, c::failed)
+        .get("/compose/status/{ids}", false, c::status)
+        .get("/compose/info/{id}", false, c::info)
+        .delete("/compose/cancel/{id}", false, c::cancel)
+        .delete("/compose/delete/{ids}", false, c::delete)
+        .get("/compose/log/{id}", false, c::log)
+        .get("/compose/logs/{id}", false, c::logs)
+        .get("/compose/metadata/{id}", false, c::metadata)
+        .get("/compose/results/{id}", false, c::results)
+        .get("/compose/image/{id}", false, c::image)
+        .get("/compose/events/{id}", true, c::events);
     r.alias("/projects/list/", p::projects_list)
         .alias("/projects/info/", p::no_projects)
         .alias("/projects/depsolve/", p::no_projects)
