@@ -15,6 +15,7 @@ pub mod events;
 pub mod executor;
 pub mod fetch;
 pub mod gpt;
+pub mod lvm;
 pub mod normalize;
 pub mod sparse;
 pub mod stages;

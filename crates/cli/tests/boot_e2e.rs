@@ -112,7 +112,7 @@ fn qcow2_under_uefi_over_ssh_and_raw_under_bios() {
     // same images.
     let again = dir.path().join("again");
     build(&dir.path().join("store2"), &again);
-    for f in ["disk.qcow2", "disk.raw"] {
+    for f in ["disk.qcow2", "disk.raw", "disk.vmdk"] {
         assert_eq!(
             sha256(&out.join(f)),
             sha256(&again.join(f)),

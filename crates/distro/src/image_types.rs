@@ -12,6 +12,9 @@ pub enum OsVariant {
     Cloud,
     /// Bootable, with cloud-init limited to Azure's datasource.
     Azure,
+    /// A live system (`iso`): bootable, with live-boot in the initramfs; no fstab root
+    /// entry and no GRUB in the tree (both are on the medium).
+    Live,
 }
 
 impl OsVariant {
@@ -22,6 +25,7 @@ impl OsVariant {
             OsVariant::Bootable => "os-boot",
             OsVariant::Cloud => "os-cloud",
             OsVariant::Azure => "os-azure",
+            OsVariant::Live => "os-live",
         }
     }
 
@@ -39,6 +43,24 @@ pub enum Format {
     Raw,
     /// `qemu-img convert` to this qemu format name, or `vpc` (fixed VHD, written by kiln).
     Convert(&'static str),
+    /// An OVA: a tar of the OVF descriptor, its SHA256 manifest and a streamOptimized VMDK.
+    Ova,
+    /// A gzipped GNU tar holding the raw disk as a sparse `disk.raw` (Google Compute Engine).
+    TarGz,
+    /// An OCI image archive: one layer, the root tree (no kernel).
+    Oci,
+    /// A hybrid ISO 9660 live image: squashfs root, GRUB for BIOS (El Torito) and UEFI.
+    Iso,
+}
+
+impl Format {
+    /// Whether the image is made from the partitioned disk.
+    pub fn from_disk(self) -> bool {
+        matches!(
+            self,
+            Format::Raw | Format::Convert(_) | Format::Ova | Format::TarGz
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +144,24 @@ pub const IMAGE_TYPES: &[ImageType] = &[
         summary: "VMware streamOptimized VMDK",
     },
     ImageType {
+        name: "ova",
+        filename: "image.ova",
+        mime: "application/ovf",
+        default_size: 4 * GIB,
+        os: OsVariant::Bootable,
+        format: Format::Ova,
+        summary: "vSphere OVA: OVF descriptor (EFI), SHA256 manifest, streamOptimized VMDK",
+    },
+    ImageType {
+        name: "gce",
+        filename: "image.tar.gz",
+        mime: "application/gzip",
+        default_size: 20 * GIB,
+        os: OsVariant::Bootable,
+        format: Format::TarGz,
+        summary: "Google Compute Engine: tar.gz of a sparse disk.raw, UEFI, serial console",
+    },
+    ImageType {
         name: "tar",
         filename: "root.tar",
         mime: "application/x-tar",
@@ -129,6 +169,24 @@ pub const IMAGE_TYPES: &[ImageType] = &[
         os: OsVariant::Plain,
         format: Format::Tar,
         summary: "root filesystem as a sorted, reproducible tar (no kernel unless asked)",
+    },
+    ImageType {
+        name: "container",
+        filename: "container.tar",
+        mime: "application/x-tar",
+        default_size: 0,
+        os: OsVariant::Plain,
+        format: Format::Oci,
+        summary: "OCI image archive (oci-archive): one layer, the root tree, no kernel",
+    },
+    ImageType {
+        name: "iso",
+        filename: "live.iso",
+        mime: "application/x-iso9660-image",
+        default_size: 0,
+        os: OsVariant::Live,
+        format: Format::Iso,
+        summary: "live ISO (CD or USB stick), BIOS + UEFI GRUB, squashfs root, serial console",
     },
 ];
 
@@ -144,4 +202,111 @@ pub fn names() -> String {
         .map(|t| t.name)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A name for files inside an image (the OVA's members): the blueprint's name with
+/// anything but ASCII letters, digits, `.`, `_` and `-` replaced.
+fn file_stem(bp: &kiln_blueprint::Blueprint) -> String {
+    let s: String = bp
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_start_matches(['.', '-']).to_owned();
+    if s.is_empty() { "image".into() } else { s }
+}
+
+/// Eight hex digits derived from the seed (VMDK content id, volume ids).
+fn hex8(seed: &str, purpose: &str) -> String {
+    crate::ids::volume_id(seed, purpose).replace('-', "")
+}
+
+/// The VMDK content id (`CID=` in its descriptor), which qemu-img would make random.
+pub(crate) fn vmdk_cid(seed: &str) -> String {
+    hex8(seed, "vmdk-cid").to_ascii_lowercase()
+}
+
+/// The stage of a type made from the OS tree itself (`container`, `iso`).
+pub(crate) fn tree_image_stage(
+    bp: &kiln_blueprint::Blueprint,
+    t: &ImageType,
+    os: &str,
+    arch: &str,
+    seed: &str,
+) -> kiln_manifest::Stage {
+    let (kind, options) = match t.format {
+        Format::Oci => (
+            "oci.archive",
+            serde_json::json!({
+                "filename": t.filename,
+                "architecture": arch,
+                "os": "linux",
+                "cmd": ["/bin/bash"],
+                "ref_name": "latest",
+                "labels": {
+                    "org.opencontainers.image.title": bp.name,
+                    "org.opencontainers.image.version": bp.version.clone().unwrap_or_default(),
+                },
+            }),
+        ),
+        Format::Iso => (
+            "iso.live",
+            serde_json::json!({
+                "filename": t.filename,
+                // ISO 9660 volume ids are upper case, digits and `_`; GRUB finds the
+                // medium by it.
+                "volume_id": format!("KILN_{}", hex8(seed, "iso-volume")),
+                "efi_volume_id": crate::ids::volume_id(seed, "iso-efi"),
+                "cmdline": format!("boot=live {}", crate::kernel_cmdline(bp)),
+                "timeout": 1,
+            }),
+        ),
+        _ => unreachable!("{} is made from a disk", t.name),
+    };
+    kiln_manifest::Stage {
+        kind: kind.into(),
+        options,
+        inputs: crate::tree_input(os),
+    }
+}
+
+/// The stage that packs the partitioned disk of pipeline `disk` (file `disk.raw`) for
+/// `ova` and `gce`.
+pub(crate) fn disk_image_stage(
+    bp: &kiln_blueprint::Blueprint,
+    t: &ImageType,
+    disk: &str,
+    seed: &str,
+) -> kiln_manifest::Stage {
+    let (kind, options) = match t.format {
+        Format::Ova => (
+            "ova.archive",
+            serde_json::json!({
+                "source": "disk.raw",
+                "filename": t.filename,
+                "name": file_stem(bp),
+                "cpus": 2,
+                "memory_mib": 2048,
+                "firmware": "efi",
+                "cid": vmdk_cid(seed),
+            }),
+        ),
+        Format::TarGz => (
+            "archive.targz",
+            // GCE wants the member named disk.raw, in GNU tar format.
+            serde_json::json!({ "source": "disk.raw", "filename": t.filename }),
+        ),
+        _ => unreachable!("{} is not packed from a disk by a stage of its own", t.name),
+    };
+    kiln_manifest::Stage {
+        kind: kind.into(),
+        options,
+        inputs: crate::tree_input(disk),
+    }
 }

@@ -19,12 +19,16 @@
 //! * `<type>-disk` (disk types): `disk.image` of the OS tree, with the build root.
 //!   Types with the same variant and size get identical stage ids: the store builds
 //!   the disk once.
-//! * `<type>` for converted formats: `image.convert` of the disk; `tar`: `archive.tar`.
+//! * `<type>` for converted formats: `image.convert` of the disk; `tar`: `archive.tar`;
+//!   `ova`: `ova.archive` of the disk (OVF + manifest + streamOptimized VMDK); `gce`:
+//!   `archive.targz` of the disk (sparse `disk.raw` in a GNU tar, gzipped); `container`:
+//!   `oci.archive` of the plain tree; `iso`: `iso.live` of the `os-live` tree (live-boot
+//!   in the initramfs, no fstab, no GRUB in the tree: squashfs + GRUB on the medium).
 //!
 //! The disk layout is GPT: a 1 MiB BIOS boot partition, a 200 MiB EFI system partition
 //! (FAT32, mounted at `/boot/efi`) and the root filesystem (ext4) on the rest; GRUB boots
-//! both ways (see the `disk.image` stage). A `[[customizations.filesystem]]` for `/`
-//! grows the disk to fit its minimum size; other mount points are refused for now.
+//! both ways (see the `disk.image` stage). `[[customizations.filesystem]]` and
+//! `[customizations.disk]` change that layout ([`layout`]: extra partitions, LVM).
 //!
 //! Identifiers (UUIDs, GUIDs, the FAT volume id) are derived from the blueprint's name
 //! and the distro ([`ids`]), so the same blueprint gives the same manifest.
@@ -33,7 +37,8 @@
 
 pub mod customize;
 mod ids;
-mod image_types;
+pub mod image_types;
+mod layout;
 
 pub use image_types::{Format, IMAGE_TYPES, ImageType, OsVariant, image_type};
 
@@ -94,12 +99,8 @@ pub const BUILD_PACKAGES: &[&str] = &[
     "qemu-utils",
 ];
 
-const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-/// Linux root (x86-64) of the Discoverable Partitions Specification.
-const ROOT_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
-const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
-const MIB: u64 = 1 << 20;
-const ESP_SIZE: u64 = 200 * MIB;
+/// Added to the build root when an `iso` is asked for.
+pub const ISO_BUILD_PACKAGES: &[&str] = &["squashfs-tools", "xorriso"];
 
 /// What must be depsolved for a set of image types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,10 +150,30 @@ pub fn plan(bp: &Blueprint, image_types: &[String]) -> Result<Plan, DistroError>
             slot.insert(packages);
         }
         if t.os.bootable() {
-            build = Some(BUILD_PACKAGES.iter().map(|s| s.to_string()).collect());
+            let b: &mut Vec<String> =
+                build.get_or_insert_with(|| BUILD_PACKAGES.iter().map(|s| s.to_string()).collect());
+            if t.format == Format::Iso {
+                b.extend(ISO_BUILD_PACKAGES.iter().map(|s| s.to_string()));
+            }
         }
     }
     Ok(Plan { os, build })
+}
+
+/// The kernel command line (console on the serial port, then the blueprint's append).
+fn kernel_cmdline(bp: &Blueprint) -> String {
+    let append = bp
+        .customizations
+        .as_ref()
+        .and_then(|c| c.kernel.as_ref())
+        .and_then(|k| k.append.clone())
+        .unwrap_or_default();
+    let mut cmdline = String::from("console=tty0 console=ttyS0,115200n8");
+    if !append.trim().is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(append.trim());
+    }
+    cmdline
 }
 
 fn kernel_package(bp: &Blueprint) -> String {
@@ -169,9 +190,16 @@ fn variant_packages(bp: &Blueprint, v: OsVariant) -> Vec<String> {
     if v.bootable() {
         p.push(kernel_package(bp));
         p.extend(BOOTABLE_PACKAGES.iter().map(|s| s.to_string()));
+        // What the initramfs needs to mount the layout (lvm2); errors come from plan().
+        if let Ok(l) = layout::Layout::new(bp, "", "") {
+            p.extend(l.os_packages());
+        }
     }
     if matches!(v, OsVariant::Cloud | OsVariant::Azure) {
         p.push("cloud-init".into());
+    }
+    if v == OsVariant::Live {
+        p.push("live-boot".into());
     }
     p
 }
@@ -200,8 +228,17 @@ fn check_supported(bp: &Blueprint, t: &ImageType) -> Result<(), DistroError> {
     };
     let value = serde_json::to_value(c).unwrap_or_default();
     // Here: what shapes the disk and the boot; customize.rs: everything in the tree.
-    let handled: &[&str] = if t.os.bootable() {
-        &["hostname", "kernel", "filesystem"]
+    let handled: &[&str] = if t.format.from_disk() {
+        &[
+            "hostname",
+            "kernel",
+            "filesystem",
+            "disk",
+            "partitioning_mode",
+        ]
+    } else if t.os.bootable() {
+        // A live image has no disk to lay out.
+        &["hostname", "kernel"]
     } else {
         &["hostname"]
     };
@@ -217,34 +254,10 @@ fn check_supported(bp: &Blueprint, t: &ImageType) -> Result<(), DistroError> {
             return Err(unsupported(other.join(", ")));
         }
     }
-    for fs in &c.filesystem {
-        if fs.mountpoint != "/" {
-            return Err(unsupported(format!(
-                "a separate filesystem for {:?} (only \"/\" can be sized for now)",
-                fs.mountpoint
-            )));
-        }
+    if t.format.from_disk() {
+        layout::Layout::new(bp, "", t.name)?;
     }
     Ok(())
-}
-
-/// The disk size for `t`: its default, grown to fit the blueprint's minimum root size.
-fn disk_size(bp: &Blueprint, t: &ImageType) -> u64 {
-    let root_min = bp
-        .customizations
-        .as_ref()
-        .map(|c| {
-            c.filesystem
-                .iter()
-                .filter(|f| f.mountpoint == "/")
-                .filter_map(|f| f.minsize.as_ref().or(f.size.as_ref()).map(|s| s.bytes()))
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
-    // BIOS boot + ESP before the root, 1 MiB for the backup GPT after it.
-    let needed = (root_min + 2 * MIB + ESP_SIZE + MIB).div_ceil(MIB) * MIB;
-    t.default_size.max(needed)
 }
 
 /// The manifest of `image_types` for `bp`. `resolved` must hold the complete,
@@ -290,7 +303,7 @@ pub fn manifest(
             .push(pipeline("build", None, vec![deb_install(arch, refs)]));
     }
 
-    let ids = DiskIds::new(&seed);
+    let layout = layout::Layout::new(bp, &seed, "")?;
     for variant in plan.os.keys() {
         let pkgs = resolved
             .os
@@ -301,7 +314,7 @@ pub fn manifest(
             .iter()
             .find(|t| t.os == *variant)
             .map_or("", |t| t.name);
-        let mut stages = os_stages(bp, *variant, arch, refs, &ids)?;
+        let mut stages = os_stages(bp, *variant, arch, refs, &layout)?;
         stages.extend(customize::os_customization(bp, first, variant.bootable())?.stages);
         m.pipelines.push(pipeline(variant.pipeline(), None, stages));
     }
@@ -321,7 +334,13 @@ pub fn manifest(
                 ));
                 m.exports.push(export(t.name, t.filename, t.mime));
             }
-            Format::Raw | Format::Convert(_) => {
+            Format::Oci | Format::Iso => {
+                let stage = image_types::tree_image_stage(bp, t, os, arch, &seed);
+                let build = (t.format == Format::Iso).then_some("build");
+                m.pipelines.push(pipeline(t.name, build, vec![stage]));
+                m.exports.push(export(t.name, t.filename, t.mime));
+            }
+            Format::Raw | Format::Convert(_) | Format::Ova | Format::TarGz => {
                 let disk = format!("{}-disk", t.name);
                 let raw_name = if t.format == Format::Raw {
                     t.filename
@@ -331,13 +350,16 @@ pub fn manifest(
                 m.pipelines.push(pipeline(
                     &disk,
                     Some("build"),
-                    vec![disk_stage(raw_name, disk_size(bp, t), os, &ids)],
+                    vec![disk_stage(raw_name, t.default_size, os, &layout)],
                 ));
                 if let Format::Convert(fmt) = t.format {
                     let mut options =
                         json!({ "source": "disk.raw", "filename": t.filename, "format": fmt });
                     if fmt == "vpc" {
                         options["uuid"] = json!(ids::uuid(&seed, &format!("vhd-{}", t.name)));
+                    }
+                    if fmt == "vmdk" {
+                        options["cid"] = json!(image_types::vmdk_cid(&seed));
                     }
                     m.pipelines.push(pipeline(
                         t.name,
@@ -349,8 +371,13 @@ pub fn manifest(
                         }],
                     ));
                     m.exports.push(export(t.name, t.filename, t.mime));
-                } else {
+                } else if t.format == Format::Raw {
                     m.exports.push(export(&disk, t.filename, t.mime));
+                } else {
+                    let stage = image_types::disk_image_stage(bp, t, &disk, &seed);
+                    m.pipelines
+                        .push(pipeline(t.name, Some("build"), vec![stage]));
+                    m.exports.push(export(t.name, t.filename, t.mime));
                 }
             }
         }
@@ -411,35 +438,12 @@ fn add_sources(m: &mut Manifest, packages: &[ResolvedPackage]) -> Result<Vec<Str
     Ok(refs)
 }
 
-/// The identifiers of a disk, derived from the manifest's seed.
-struct DiskIds {
-    disk: String,
-    bios: String,
-    esp: String,
-    esp_volid: String,
-    root_part: String,
-    root_fs: String,
-}
-
-impl DiskIds {
-    fn new(seed: &str) -> DiskIds {
-        DiskIds {
-            disk: ids::uuid(seed, "gpt-disk"),
-            bios: ids::uuid(seed, "gpt-bios"),
-            esp: ids::uuid(seed, "gpt-esp"),
-            esp_volid: ids::volume_id(seed, "esp"),
-            root_part: ids::uuid(seed, "gpt-root"),
-            root_fs: ids::uuid(seed, "fs-root"),
-        }
-    }
-}
-
 fn os_stages(
     bp: &Blueprint,
     variant: OsVariant,
     arch: &str,
     refs: Vec<String>,
-    ids: &DiskIds,
+    layout: &layout::Layout,
 ) -> Result<Vec<Stage>, DistroError> {
     let stage = |kind: &str, options: serde_json::Value| Stage {
         kind: kind.into(),
@@ -449,33 +453,17 @@ fn os_stages(
     let c = bp.customizations.as_ref();
     let mut s = vec![deb_install(arch, refs)];
     if variant.bootable() {
-        let append = c
-            .and_then(|c| c.kernel.as_ref())
-            .and_then(|k| k.append.clone())
-            .unwrap_or_default();
-        let mut cmdline = String::from("ro console=tty0 console=ttyS0,115200n8");
-        if !append.trim().is_empty() {
-            cmdline.push(' ');
-            cmdline.push_str(append.trim());
-        }
         s.push(stage("initramfs", json!({})));
         s.push(stage(
             "system.bootable",
             json!({ "dhcp": true, "ssh_host_keys": "firstboot" }),
         ));
-        s.push(stage(
-            "fstab",
-            json!({ "entries": [
-                { "source": format!("UUID={}", ids.root_fs), "target": "/", "type": "ext4",
-                  "options": "errors=remount-ro", "freq": 0, "passno": 1 },
-                { "source": format!("UUID={}", ids.esp_volid), "target": "/boot/efi", "type": "vfat",
-                  "options": "umask=0077", "freq": 0, "passno": 2 },
-            ]}),
-        ));
-        s.push(stage(
-            "grub.config",
-            json!({ "root_uuid": ids.root_fs, "cmdline": cmdline, "timeout": 1, "serial": true }),
-        ));
+    }
+    // A live system's root is the medium's squashfs and its GRUB is on the medium.
+    if variant.bootable() && variant != OsVariant::Live {
+        let cmdline = format!("ro {}", kernel_cmdline(bp));
+        s.push(stage("fstab", json!({ "entries": layout.fstab_entries() })));
+        s.push(stage("grub.config", layout.grub_options(&cmdline)));
     }
     if let Some(h) = c.and_then(|c| c.hostname.as_ref()) {
         s.push(stage("hostname", json!({ "hostname": h })));
@@ -484,26 +472,10 @@ fn os_stages(
     Ok(s)
 }
 
-fn disk_stage(filename: &str, size: u64, os: &str, ids: &DiskIds) -> Stage {
-    let bios_start = MIB;
-    let esp_start = 2 * MIB;
-    let root_start = esp_start + ESP_SIZE;
-    let root_size = size - root_start - MIB;
+fn disk_stage(filename: &str, size: u64, os: &str, layout: &layout::Layout) -> Stage {
     Stage {
         kind: "disk.image".into(),
-        options: json!({
-            "filename": filename,
-            "size": size,
-            "uuid": ids.disk,
-            "partitions": [
-                { "name": "bios", "type": BIOS_BOOT_TYPE, "uuid": ids.bios, "start": bios_start, "size": MIB },
-                { "name": "esp", "type": ESP_TYPE, "uuid": ids.esp, "start": esp_start, "size": ESP_SIZE,
-                  "filesystem": { "type": "vfat", "uuid": ids.esp_volid, "label": "ESP", "mountpoint": "/boot/efi" } },
-                { "name": "root", "type": ROOT_TYPE, "uuid": ids.root_part, "start": root_start, "size": root_size,
-                  "filesystem": { "type": "ext4", "uuid": ids.root_fs, "label": "root", "mountpoint": "/" } },
-            ],
-            "grub": { "bios": true, "uefi": true },
-        }),
+        options: layout.disk_options(filename, size),
         inputs: tree_input(os),
     }
 }

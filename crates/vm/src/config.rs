@@ -183,19 +183,22 @@ pub enum ImageFormat {
     Vhd,
     /// Hyper-V (`.vhdx`).
     Vhdx,
+    /// An ISO 9660 image (`.iso`), attached as a CD-ROM.
+    Iso,
 }
 
 impl ImageFormat {
     /// Every format.
-    pub const ALL: [ImageFormat; 5] = [
+    pub const ALL: [ImageFormat; 6] = [
         ImageFormat::Qcow2,
         ImageFormat::Raw,
         ImageFormat::Vmdk,
         ImageFormat::Vhd,
         ImageFormat::Vhdx,
+        ImageFormat::Iso,
     ];
 
-    /// kiln's name: `qcow2`, `raw`, `vmdk`, `vhd`, `vhdx`.
+    /// kiln's name: `qcow2`, `raw`, `vmdk`, `vhd`, `vhdx`, `iso`.
     pub fn name(self) -> &'static str {
         match self {
             ImageFormat::Qcow2 => "qcow2",
@@ -203,13 +206,15 @@ impl ImageFormat {
             ImageFormat::Vmdk => "vmdk",
             ImageFormat::Vhd => "vhd",
             ImageFormat::Vhdx => "vhdx",
+            ImageFormat::Iso => "iso",
         }
     }
 
-    /// QEMU's name of the block driver (`vhd` is `vpc`).
+    /// QEMU's name of the block driver (`vhd` is `vpc`, an ISO is `raw` data).
     pub fn qemu_name(self) -> &'static str {
         match self {
             ImageFormat::Vhd => "vpc",
+            ImageFormat::Iso => "raw",
             other => other.name(),
         }
     }
@@ -231,9 +236,13 @@ impl ImageFormat {
         }
     }
 
-    /// Finds the format of an existing image: `qemu-img info --output=json` reads its
-    /// header; when `qemu-img` is missing or fails, the extension decides.
+    /// Finds the format of an existing image: an ISO 9660 volume descriptor makes it an
+    /// ISO (`qemu-img` calls a hybrid ISO `raw`); else `qemu-img info --output=json` reads
+    /// its header; when `qemu-img` is missing or fails, the extension decides.
     pub fn probe(path: &Path) -> Result<ImageFormat> {
+        if is_iso9660(path) {
+            return Ok(ImageFormat::Iso);
+        }
         let probed = Command::new("qemu-img")
             .args(["info", "-U", "--output=json"])
             .arg(path)
@@ -269,10 +278,20 @@ impl ImageFormat {
         ImageFormat::from_extension(path).ok_or_else(|| Error::UnknownFormat {
             path: path.to_path_buf(),
             detail: format!(
-                "{detail}, and the extension is not one of qcow2, raw, img, vmdk, vhd, vhdx"
+                "{detail}, and the extension is not one of qcow2, raw, img, vmdk, vhd, vhdx, iso"
             ),
         })
     }
+}
+
+/// Whether `path` holds an ISO 9660 filesystem: the primary volume descriptor's
+/// `CD001` at byte 32769 (sector 16 of 2048 bytes, after the type byte).
+fn is_iso9660(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut id = [0u8; 5];
+    std::fs::File::open(path)
+        .and_then(|f| f.read_exact_at(&mut id, 16 * 2048 + 1))
+        .is_ok_and(|()| &id == b"CD001")
 }
 
 impl fmt::Display for ImageFormat {
@@ -286,7 +305,7 @@ impl FromStr for ImageFormat {
     fn from_str(s: &str) -> Result<Self> {
         ImageFormat::from_qemu_name(&s.to_ascii_lowercase()).ok_or_else(|| {
             Error::Config(format!(
-                "unknown image format `{s}`: expected qcow2, raw, vmdk, vhd or vhdx"
+                "unknown image format `{s}`: expected qcow2, raw, vmdk, vhd, vhdx or iso"
             ))
         })
     }
@@ -309,7 +328,7 @@ mod tests {
             ("a.vhd", Some(ImageFormat::Vhd)),
             ("a.vhdx", Some(ImageFormat::Vhdx)),
             ("a.vmdk", Some(ImageFormat::Vmdk)),
-            ("a.iso", None),
+            ("a.iso", Some(ImageFormat::Iso)),
             ("a", None),
         ] {
             assert_eq!(ImageFormat::from_extension(Path::new(name)), want, "{name}");
@@ -332,6 +351,12 @@ mod tests {
             assert_eq!(ImageFormat::probe(&path).unwrap(), want, "{fmt}");
             std::fs::remove_file(&path).unwrap();
         }
+        // An ISO 9660 volume is an ISO whatever its name; qemu-img would say raw.
+        let iso = dir.path().join("live.raw");
+        let mut bytes = vec![0u8; 17 * 2048];
+        bytes[16 * 2048..16 * 2048 + 6].copy_from_slice(b"\x01CD001");
+        std::fs::write(&iso, &bytes).unwrap();
+        assert_eq!(ImageFormat::probe(&iso).unwrap(), ImageFormat::Iso);
         // A format qemu knows but kiln does not boot.
         let vdi = dir.path().join("disk.qcow2");
         Command::new("qemu-img")

@@ -615,7 +615,16 @@ fn qemu_args(plan: &Plan) -> Vec<OsString> {
         a.push("-drive".into());
         a.push(qemu_path_opt("if=pflash,format=raw,unit=1,file=", vars));
     }
-    if let (Some(image), Some(format)) = (&c.image, plan.format) {
+    if let (Some(image), Some(ImageFormat::Iso)) = (&c.image, plan.format) {
+        // A CD-ROM on the q35 machine's AHCI controller, first in the boot order.
+        a.push("-drive".into());
+        a.push(qemu_path_opt(
+            "if=none,id=cd0,media=cdrom,readonly=on,format=raw,file=",
+            image,
+        ));
+        a.push("-device".into());
+        a.push("ide-cd,drive=cd0,bootindex=1".into());
+    } else if let (Some(image), Some(format)) = (&c.image, plan.format) {
         let snapshot = if c.persist { "" } else { ",snapshot=on" };
         a.push("-drive".into());
         let mut drive = qemu_path_opt(
@@ -786,6 +795,21 @@ mod tests {
             ["if=none,id=disk0,format=vpc,file=/images/disk.vhd,discard=unmap"]
         );
         assert_eq!(value_of(&args, "-machine"), ["q35"]);
+    }
+
+    #[test]
+    fn an_iso_is_a_cdrom() {
+        let args = args_of(&VmConfig::new("/live.iso"), false, Some(ImageFormat::Iso));
+        assert_eq!(
+            value_of(&args, "-drive"),
+            ["if=none,id=cd0,media=cdrom,readonly=on,format=raw,file=/live.iso"]
+        );
+        assert!(value_of(&args, "-device").contains(&"ide-cd,drive=cd0,bootindex=1"));
+        assert!(
+            !value_of(&args, "-device")
+                .iter()
+                .any(|d| d.starts_with("virtio-blk"))
+        );
     }
 
     #[test]

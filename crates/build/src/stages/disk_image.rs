@@ -14,12 +14,25 @@
 //!  "grub": {"bios": true, "uefi": true}}
 //! ```
 //!
-//! Steps: the file is created sparse; kiln writes the GPT (crate::gpt); `mkfs.ext4 -d`
-//! fills each ext4 filesystem from the part of the tree under its mount point, in place
-//! at its offset (`-E offset=`), with the manifest's UUID as UUID and directory hash seed
-//! and `E2FSPROGS_FAKE_TIME` as every superblock time; the ESP is made with
-//! `mkfs.vfat --invariant` and filled with `mcopy` (both honour `SOURCE_DATE_EPOCH`) and
-//! copied to its offset. GRUB comes from the build root:
+//! A partition may instead hold `"swap": {"uuid": "…", "label": "…"}` or a volume group:
+//! `"lvm": {"name": "vg0", "uuid": "<32 chars>", "pv_uuid": "…", "extent_size": 4194304,
+//! "logical_volumes": [{"name": "root", "uuid": "…", "size": …, "filesystem": {…}}, …]}`
+//! (each logical volume a `filesystem` or a `swap`, laid out in order after the 1 MiB
+//! physical volume header).
+//!
+//! Steps: the file is created sparse; kiln writes the GPT (crate::gpt) and the LVM
+//! labels and metadata (crate::lvm); `mkfs.ext4 -d` fills each ext4 filesystem from the
+//! part of the tree under its mount point, in place at its offset (`-E offset=`, the
+//! partition's or the logical volume's), with the manifest's UUID as UUID and directory
+//! hash seed and `E2FSPROGS_FAKE_TIME` as every superblock time. The mount points of the
+//! filesystems below it are shown to mkfs as empty directories (with the mode, owner and
+//! times of the tree's), bound over the input in the sandbox, so every file lands on one
+//! filesystem only; a filesystem whose files clearly cannot fit is an error that says
+//! so. vfat filesystems (the ESP) are made with `mkfs.vfat --invariant` and filled with
+//! `mcopy` (both honour `SOURCE_DATE_EPOCH`) and copied to their offset; swap areas get
+//! their header (crate::lvm::write_swap). GRUB comes from the build root, with `lvm` among
+//! its modules when there is a volume group, reading its config from the filesystem that
+//! holds `/boot` (`/grub/grub.cfg` on a separate `/boot`):
 //!
 //! * UEFI: `grub-mkimage -O x86_64-efi` with the modules below and an embedded config
 //!   that finds the root filesystem by UUID and reads its `/boot/grub/grub.cfg` (written
@@ -35,6 +48,7 @@
 
 use super::StageContext;
 use crate::gpt::{self, Partition};
+use crate::lvm;
 use crate::sparse;
 use kiln_sandbox::TREE_PATH;
 use serde::Deserialize;
@@ -99,6 +113,49 @@ struct PartOpt {
     size: u64,
     #[serde(default)]
     filesystem: Option<FsOpt>,
+    #[serde(default)]
+    swap: Option<SwapOpt>,
+    #[serde(default)]
+    lvm: Option<LvmOpt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwapOpt {
+    uuid: String,
+    #[serde(default)]
+    label: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LvmOpt {
+    name: String,
+    uuid: String,
+    pv_uuid: String,
+    extent_size: u64,
+    logical_volumes: Vec<LvOpt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LvOpt {
+    name: String,
+    uuid: String,
+    size: u64,
+    #[serde(default)]
+    filesystem: Option<FsOpt>,
+    #[serde(default)]
+    swap: Option<SwapOpt>,
+}
+
+/// A filesystem or swap area where it lives on the disk: a partition or a logical volume.
+struct Volume<'a> {
+    name: String,
+    start: u64,
+    size: u64,
+    fs: Option<&'a FsOpt>,
+    swap: Option<&'a SwapOpt>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,62 +216,154 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         o.size
     ));
 
+    // Volume groups, and every filesystem or swap area where it lives.
+    let epoch = ctx.source_epoch.unwrap_or(0).to_string();
+    let mut volumes: Vec<Volume<'_>> = Vec::new();
+    for p in &o.partitions {
+        if [p.filesystem.is_some(), p.swap.is_some(), p.lvm.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count()
+            > 1
+        {
+            return Err(format!(
+                "partition {:?}: only one of filesystem, swap and lvm",
+                p.name
+            ));
+        }
+        if p.filesystem.is_some() || p.swap.is_some() {
+            volumes.push(Volume {
+                name: p.name.clone(),
+                start: p.start,
+                size: p.size,
+                fs: p.filesystem.as_ref(),
+                swap: p.swap.as_ref(),
+            });
+        }
+        if let Some(l) = &p.lvm {
+            let vg = lvm::VolumeGroup {
+                name: l.name.clone(),
+                id: l.uuid.clone(),
+                pv_id: l.pv_uuid.clone(),
+                extent_size: l.extent_size,
+                lvs: l
+                    .logical_volumes
+                    .iter()
+                    .map(|v| lvm::LogicalVolume {
+                        name: v.name.clone(),
+                        id: v.uuid.clone(),
+                        size: v.size,
+                    })
+                    .collect(),
+                time: ctx.source_epoch.unwrap_or(0),
+            };
+            lvm::write(&disk, p.start, p.size, &vg)
+                .map_err(|e| format!("LVM volume group {:?}: {e}", l.name))?;
+            (ctx.log)(&format!(
+                "LVM volume group {} with {} logical volumes on partition {}",
+                l.name,
+                l.logical_volumes.len(),
+                p.name
+            ));
+            for (lv, off) in l.logical_volumes.iter().zip(vg.offsets()) {
+                if lv.filesystem.is_some() == lv.swap.is_some() {
+                    return Err(format!(
+                        "logical volume {:?}: one of filesystem and swap is needed",
+                        lv.name
+                    ));
+                }
+                volumes.push(Volume {
+                    name: format!("{}-{}", l.name, lv.name),
+                    start: p.start + off,
+                    size: lv.size,
+                    fs: lv.filesystem.as_ref(),
+                    swap: lv.swap.as_ref(),
+                });
+            }
+        }
+    }
+    let uses_lvm = o.partitions.iter().any(|p| p.lvm.is_some());
+    let mountpoints: Vec<&str> = volumes
+        .iter()
+        .filter_map(|v| v.fs)
+        .map(|f| f.mountpoint.as_str())
+        .collect();
+    let find = |mp: &str| {
+        volumes
+            .iter()
+            .filter_map(|v| v.fs)
+            .find(|f| f.mountpoint == mp)
+    };
+    if find("/").is_none() {
+        return Err("no filesystem is the root (mountpoint \"/\")".into());
+    }
+    // GRUB reads its config from the filesystem holding /boot.
+    let (boot_uuid, prefix) = match find("/boot") {
+        Some(b) => (b.uuid.clone(), "/grub"),
+        None => (
+            find("/").map(|f| f.uuid.clone()).unwrap_or_default(),
+            "/boot/grub",
+        ),
+    };
+    let grub = GrubSetup {
+        boot_uuid,
+        prefix,
+        lvm: uses_lvm,
+    };
+
     let sandbox = ctx.build_sandbox()?.bind_ro(&input, INPUT).env(
         "SOURCE_DATE_EPOCH",
         ctx.source_epoch.unwrap_or(0).to_string(),
     );
-    let epoch = ctx.source_epoch.unwrap_or(0).to_string();
     let in_tree = |rel: &str| format!("{TREE_PATH}/{rel}");
+    fs::create_dir_all(work.join("empty")).map_err(|e| e.to_string())?;
 
-    // Every filesystem, root first so that mount points of the others exist below it.
-    let root_uuid = o
-        .partitions
-        .iter()
-        .filter_map(|p| p.filesystem.as_ref())
-        .find(|f| f.mountpoint == "/")
-        .map(|f| f.uuid.clone())
-        .ok_or("no partition has the root filesystem (mountpoint \"/\")")?;
-    let mountpoints: Vec<&str> = o
-        .partitions
-        .iter()
-        .filter_map(|p| p.filesystem.as_ref())
-        .map(|f| f.mountpoint.as_str())
-        .collect();
-    for p in &o.partitions {
-        let Some(fsopt) = &p.filesystem else { continue };
+    for (n, v) in volumes.iter().enumerate() {
+        if let Some(sw) = v.swap {
+            lvm::write_swap(&disk, v.start, v.size, &sw.uuid, &sw.label)
+                .map_err(|e| format!("swap on {}: {e}", v.name))?;
+            (ctx.log)(&format!("swap area on {} ({} bytes)", v.name, v.size));
+            continue;
+        }
+        let Some(fsopt) = v.fs else { continue };
         let src_rel = fsopt.mountpoint.trim_start_matches('/');
         let src_host = input.join(src_rel);
-        if !src_host.is_dir() {
-            fs::create_dir_all(work.join("empty")).map_err(|e| e.to_string())?;
-        }
         let src = if src_host.is_dir() {
             format!("{INPUT}/{src_rel}")
+                .trim_end_matches('/')
+                .to_owned()
         } else {
             in_tree(&format!("{WORK}/empty"))
         };
+        // Filesystems mounted below this one hold their own files: each such directory
+        // is shown empty here (an empty directory with its mode, owner and times).
+        let children = child_mountpoints(&fsopt.mountpoint, &mountpoints);
+        let mut sb = sandbox.clone();
+        let mut skip = Vec::new();
+        for (i, child) in children.iter().enumerate() {
+            let rel = child.trim_start_matches('/');
+            let host = input.join(rel);
+            let Ok(meta) = fs::symlink_metadata(&host) else {
+                continue;
+            };
+            if !meta.is_dir() {
+                return Err(format!(
+                    "mount point {child} is not a directory in the OS tree"
+                ));
+            }
+            let mask = work.join(format!("mask-{n}-{i}"));
+            make_mask(&mask, &meta)?;
+            sb = sb.bind_ro(&mask, format!("{INPUT}/{rel}"));
+            skip.push(host);
+        }
+        if src_host.is_dir() {
+            check_fits(&src_host, &skip, fsopt, v.size)?;
+        }
         match fsopt.fs_type.as_str() {
             "ext4" => {
-                // The contents of other filesystems mounted below this one must not be
-                // copied twice: refuse such nesting until it is supported.
-                let nested: Vec<&&str> = mountpoints
-                    .iter()
-                    .filter(|m| **m != fsopt.mountpoint && is_below(m, &fsopt.mountpoint))
-                    .filter(|m| {
-                        input
-                            .join(m.trim_start_matches('/'))
-                            .read_dir()
-                            .is_ok_and(|mut d| d.next().is_some())
-                    })
-                    .collect();
-                if !nested.is_empty() && fsopt.mountpoint != "/" {
-                    return Err(format!(
-                        "filesystem {} has non-empty nested mount points {nested:?}",
-                        fsopt.mountpoint
-                    ));
-                }
-                let blocks = (p.size / 4096).to_string();
+                let blocks = (v.size / 4096).to_string();
                 let ext_opts =
-                    format!("hash_seed={},offset={},root_owner=0:0", fsopt.uuid, p.start);
+                    format!("hash_seed={},offset={},root_owner=0:0", fsopt.uuid, v.start);
                 let mut args: Vec<String> = vec![
                     "-q".into(),
                     "-F".into(),
@@ -237,20 +386,17 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                 }
                 args.push(in_tree(&o.filename));
                 args.push(blocks);
-                let sb = sandbox.clone().env("E2FSPROGS_FAKE_TIME", epoch.clone());
+                let sb = sb.env("E2FSPROGS_FAKE_TIME", epoch.clone());
                 let refs: Vec<&str> = args.iter().map(String::as_str).collect();
                 (ctx.log)(&format!(
                     "mkfs.ext4 {} at offset {} ({} bytes)",
-                    fsopt.mountpoint, p.start, p.size
+                    fsopt.mountpoint, v.start, v.size
                 ));
                 ctx.run_logged(&sb, "mkfs.ext4", &refs)?;
-                clamp_ext4_times(ctx, &sandbox, &in_tree(&o.filename), p.start, &epoch)?;
-                // Nested mount points inside the root keep their (empty) directories; their
-                // contents live on their own filesystems: the OS tree pipeline keeps
-                // those directories empty (the ESP's files are made here).
+                clamp_ext4_times(ctx, &sandbox, &in_tree(&o.filename), v.start, &epoch)?;
             }
             "vfat" => {
-                let img_rel = format!("{WORK}/{}.vfat", p.name);
+                let img_rel = format!("{WORK}/{}.vfat", v.name);
                 let volid = fsopt.uuid.replace('-', "");
                 if volid.len() != 8 || !volid.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(format!(
@@ -258,7 +404,7 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                         fsopt.uuid
                     ));
                 }
-                let kib = (p.size / 1024).to_string();
+                let kib = (v.size / 1024).to_string();
                 let mut args = vec!["--invariant", "-F", "32", "-i", &volid, "-C"];
                 let img = in_tree(&img_rel);
                 args.push(&img);
@@ -270,37 +416,39 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
                 }
                 (ctx.log)(&format!(
                     "mkfs.vfat {} ({} bytes)",
-                    fsopt.mountpoint, p.size
+                    fsopt.mountpoint, v.size
                 ));
                 ctx.run_logged(&sandbox, "mkfs.vfat", &args)?;
                 if fsopt.mountpoint == "/boot/efi"
                     && let Some(g) = &o.grub
                     && g.uefi
                 {
-                    efi_grub(ctx, &sandbox, &root_uuid, &img)?;
+                    efi_grub(ctx, &sandbox, &grub, &img)?;
                 }
                 // Files the OS tree has below the mount point go onto the filesystem too.
                 if src_host.is_dir()
                     && fs::read_dir(&src_host).is_ok_and(|mut d| d.next().is_some())
                 {
-                    let entries: Vec<String> = fs::read_dir(&src_host)
+                    let mut names: Vec<String> = fs::read_dir(&src_host)
                         .map_err(|e| e.to_string())?
                         .filter_map(|e| e.ok())
-                        .map(|e| format!("{src}/{}", e.file_name().to_string_lossy()))
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
                         .collect();
+                    names.sort();
+                    let entries: Vec<String> = names.iter().map(|n| format!("{src}/{n}")).collect();
                     let mut args: Vec<&str> = vec!["-b", "-s", "-p", "-Q", "-m", "-i", &img];
                     args.extend(entries.iter().map(String::as_str));
                     args.push("::");
-                    ctx.run_logged(&sandbox, "mcopy", &args)?;
+                    ctx.run_logged(&sb, "mcopy", &args)?;
                 }
                 let f = File::open(ctx.tree.join(&img_rel)).map_err(|e| e.to_string())?;
                 let mut d = disk.try_clone().map_err(|e| e.to_string())?;
-                sparse::copy_range_sparse(&f, &mut d, 0, p.size, p.start)
-                    .map_err(|e| format!("cannot write the ESP into the disk: {e}"))?;
+                sparse::copy_range_sparse(&f, &mut d, 0, v.size, v.start)
+                    .map_err(|e| format!("cannot write {} into the disk: {e}", v.name))?;
             }
             other => {
                 return Err(format!(
-                    "filesystem type {other:?} is not supported (ext4, vfat)"
+                    "filesystem type {other:?} is not supported (ext4, vfat, or a swap area)"
                 ));
             }
         }
@@ -321,24 +469,140 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
             &sandbox,
             &build_root,
             &disk,
-            &root_uuid,
+            &grub,
             bios.start,
             bios.size,
         )?;
     }
     if let Some(g) = &o.grub
         && g.uefi
-        && !o.partitions.iter().any(|p| {
-            p.filesystem
-                .as_ref()
-                .is_some_and(|f| f.mountpoint == "/boot/efi")
-        })
+        && find("/boot/efi").is_none()
     {
         return Err("UEFI boot needs an EFI system partition mounted at /boot/efi".into());
     }
     disk.sync_all()
         .map_err(|e| format!("cannot sync the disk: {e}"))?;
     fs::remove_dir_all(&work).map_err(|e| format!("cannot remove {}: {e}", work.display()))?;
+    Ok(())
+}
+
+/// Where GRUB finds its config: the filesystem holding /boot, the directory on it, and
+/// whether it must read LVM.
+struct GrubSetup {
+    boot_uuid: String,
+    prefix: &'static str,
+    lvm: bool,
+}
+
+/// The mount points directly below `mountpoint` (not below another one of them).
+fn child_mountpoints<'a>(mountpoint: &str, all: &[&'a str]) -> Vec<&'a str> {
+    let below: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|m| *m != mountpoint && is_below(m, mountpoint))
+        .collect();
+    let mut out: Vec<&str> = below
+        .iter()
+        .copied()
+        .filter(|m| !below.iter().any(|o| o != m && is_below(m, o)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// An empty directory standing for mount point `meta` in its parent filesystem.
+fn make_mask(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs::create_dir_all(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(|e| e.to_string())?;
+    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
+        .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
+    let ts = |s: i64, ns: i64| rustix::fs::Timespec {
+        tv_sec: s,
+        tv_nsec: ns as _,
+    };
+    let stamp = rustix::fs::Timestamps {
+        last_access: ts(meta.atime(), meta.atime_nsec()),
+        last_modification: ts(meta.mtime(), meta.mtime_nsec()),
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, path, &stamp, rustix::fs::AtFlags::empty())
+        .map_err(|e| format!("cannot set the times of {}: {e}", path.display()))
+}
+
+/// Bytes and inodes the files below `dir` take in 4 KiB blocks (hard links once), not
+/// counting what is below the directories in `skip`.
+fn content_size(dir: &Path, skip: &[std::path::PathBuf]) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            let m = e.metadata()?;
+            if m.nlink() > 1 && !m.is_dir() && !seen.insert(m.ino()) {
+                continue;
+            }
+            inodes += 1;
+            if m.is_dir() {
+                bytes += 4096;
+                if !skip.iter().any(|s| *s == e.path()) {
+                    stack.push(e.path());
+                }
+            } else if m.is_file() || (m.file_type().is_symlink() && m.len() >= 60) {
+                bytes += m.len().div_ceil(4096) * 4096;
+            }
+        }
+    }
+    Ok((bytes, inodes))
+}
+
+/// ext4's default journal for a filesystem of `size` bytes (e2fsprogs'
+/// `ext2fs_default_journal_size`, 4 KiB blocks).
+fn journal_size(size: u64) -> u64 {
+    let blocks = size / 4096;
+    let j = match blocks {
+        b if b < 2048 => 0,
+        b if b < 32768 => 1024,
+        b if b < 256 * 1024 => 4096,
+        b if b < 512 * 1024 => 8192,
+        b if b < 4096 * 1024 => 16384,
+        b if b < 8192 * 1024 => 32768,
+        b if b < 16384 * 1024 => 65536,
+        b if b < 32768 * 1024 => 131072,
+        _ => 262144,
+    };
+    j * 4096
+}
+
+/// A clear error when the files for a filesystem clearly cannot fit it (mkfs would fail
+/// half-way with "Could not allocate block").
+fn check_fits(
+    dir: &Path,
+    skip: &[std::path::PathBuf],
+    fsopt: &FsOpt,
+    size: u64,
+) -> Result<(), String> {
+    let (bytes, inodes) =
+        content_size(dir, skip).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    // Inode tables (256 bytes per 16 KiB), bitmaps, descriptors and the journal.
+    let overhead = if fsopt.fs_type == "ext4" {
+        journal_size(size) + size / 64 + size / 64
+    } else {
+        size / 32
+    };
+    let usable = size.saturating_sub(overhead);
+    if bytes > usable || (fsopt.fs_type == "ext4" && inodes > size / 16384) {
+        const MIB: u64 = 1 << 20;
+        return Err(format!(
+            "the filesystem for {} is {} MiB, but its files need about {} MiB ({inodes} files) plus {} MiB of filesystem metadata: raise its minsize in the blueprint (customizations.filesystem or customizations.disk)",
+            fsopt.mountpoint,
+            size / MIB,
+            bytes.div_ceil(MIB),
+            overhead.div_ceil(MIB),
+        ));
+    }
     Ok(())
 }
 
@@ -388,10 +652,13 @@ fn is_below(path: &str, dir: &str) -> bool {
     dir == "/" || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
-/// The config embedded in both GRUB images: find the root filesystem, read its grub.cfg.
-fn embedded_config(root_uuid: &str) -> String {
+/// The config embedded in both GRUB images: find the filesystem holding /boot, read its
+/// grub.cfg.
+fn embedded_config(g: &GrubSetup) -> String {
     format!(
-        "search --no-floppy --fs-uuid --set=root {root_uuid}\nset prefix=($root)/boot/grub\nconfigfile ($root)/boot/grub/grub.cfg\n"
+        "search --no-floppy --fs-uuid --set=root {uuid}\nset prefix=($root){p}\nconfigfile ($root){p}/grub.cfg\n",
+        uuid = g.boot_uuid,
+        p = g.prefix
     )
 }
 
@@ -408,10 +675,10 @@ fn grub_mkimage(
     sandbox: &kiln_sandbox::Sandbox,
     platform: &str,
     modules: &[&str],
-    root_uuid: &str,
+    grub: &GrubSetup,
     name: &str,
 ) -> Result<String, String> {
-    let cfg = write_work(ctx, "embed.cfg", &embedded_config(root_uuid))?;
+    let cfg = write_work(ctx, "embed.cfg", &embedded_config(grub))?;
     let out = format!("{TREE_PATH}/{WORK}/{name}");
     let dir = format!("/usr/lib/grub/{platform}");
     let mut args = vec![
@@ -420,7 +687,7 @@ fn grub_mkimage(
         "-d",
         &dir,
         "-p",
-        "/boot/grub",
+        grub.prefix,
         "-c",
         &cfg,
         "-o",
@@ -428,6 +695,9 @@ fn grub_mkimage(
     ];
     args.extend(COMMON_MODULES);
     args.extend(modules);
+    if grub.lvm {
+        args.push("lvm");
+    }
     (ctx.log)(&format!("grub-mkimage -O {platform} → {name}"));
     ctx.run_logged(sandbox, "grub-mkimage", &args)?;
     Ok(out)
@@ -436,17 +706,10 @@ fn grub_mkimage(
 fn efi_grub(
     ctx: &mut StageContext<'_>,
     sandbox: &kiln_sandbox::Sandbox,
-    root_uuid: &str,
+    grub: &GrubSetup,
     esp_img: &str,
 ) -> Result<(), String> {
-    let out = grub_mkimage(
-        ctx,
-        sandbox,
-        "x86_64-efi",
-        EFI_MODULES,
-        root_uuid,
-        "BOOTX64.EFI",
-    )?;
+    let out = grub_mkimage(ctx, sandbox, "x86_64-efi", EFI_MODULES, grub, "BOOTX64.EFI")?;
     // mcopy -m keeps the file's mtime as its FAT date: make it the manifest's.
     let epoch = ctx.source_epoch.unwrap_or(0) as i64;
     let stamp = rustix::fs::Timestamps {
@@ -488,11 +751,11 @@ fn bios_grub(
     sandbox: &kiln_sandbox::Sandbox,
     build_root: &Path,
     disk: &File,
-    root_uuid: &str,
+    grub: &GrubSetup,
     part_start: u64,
     part_size: u64,
 ) -> Result<(), String> {
-    grub_mkimage(ctx, sandbox, "i386-pc", BIOS_MODULES, root_uuid, "core.img")?;
+    grub_mkimage(ctx, sandbox, "i386-pc", BIOS_MODULES, grub, "core.img")?;
     let mut core = fs::read(ctx.tree.join(WORK).join("core.img")).map_err(|e| e.to_string())?;
     if core.len() as u64 > part_size {
         return Err(format!(
@@ -528,4 +791,49 @@ fn bios_grub(
         sectors
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_nearest_mount_points_are_masked() {
+        let all = [
+            "/",
+            "/boot/efi",
+            "/var",
+            "/var/log",
+            "/var/log/audit",
+            "/home",
+        ];
+        assert_eq!(child_mountpoints("/", &all), ["/boot/efi", "/home", "/var"]);
+        assert_eq!(child_mountpoints("/var", &all), ["/var/log"]);
+        assert!(child_mountpoints("/home", &all).is_empty());
+        // A sibling that only shares a prefix is not below.
+        assert!(child_mountpoints("/var", &["/var", "/variable"]).is_empty());
+    }
+
+    #[test]
+    fn content_that_cannot_fit_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir_all(d.join("a/skip")).unwrap();
+        fs::write(d.join("a/f"), vec![1u8; 3 << 20]).unwrap();
+        fs::write(d.join("a/skip/big"), vec![1u8; 8 << 20]).unwrap();
+        fs::hard_link(d.join("a/f"), d.join("a/g")).unwrap();
+        // 3 MiB once (hard link), two directories, the skipped one not entered.
+        let (bytes, inodes) = content_size(d, &[d.join("a/skip")]).unwrap();
+        assert_eq!(bytes, (3 << 20) + 2 * 4096);
+        assert_eq!(inodes, 3);
+        let fs = FsOpt {
+            fs_type: "ext4".into(),
+            uuid: "u".into(),
+            label: String::new(),
+            mountpoint: "/srv".into(),
+        };
+        let e = check_fits(d, &[], &fs, 8 << 20).unwrap_err();
+        assert!(e.contains("/srv") && e.contains("raise its minsize"), "{e}");
+        check_fits(d, &[d.join("a/skip")], &fs, 64 << 20).unwrap();
+    }
 }

@@ -3,7 +3,9 @@
 //!
 //! Options: `{"source": "disk.raw", "filename": "disk.qcow2", "format": "qcow2"}`, format
 //! one of `qcow2`, `vmdk` (streamOptimized), `vhdx`, `vpc` (a fixed VHD: see below).
-//! Optional `"uuid"` (VHD) is required for `vpc`.
+//! `"uuid"` is required for `vpc`, `"cid"` (eight hex digits, the VMDK content id) for
+//! `vmdk`: qemu-img would put a random one in, and the same manifest must give the same
+//! bytes.
 //!
 //! A fixed VHD is the raw data followed by a 512-byte footer. kiln writes the footer
 //! itself: `qemu-img` puts the wall-clock time and a random UUID in it, and Azure needs
@@ -39,6 +41,16 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         "vhdx" => ("vhdx", "subformat=dynamic"),
         other => return Err(format!("unknown format {other:?} (qcow2, vmdk, vhdx, vpc)")),
     };
+    let cid = match fmt {
+        "vmdk" => {
+            let cid = ctx.option_str("cid")?.to_owned();
+            if cid.len() != 8 || !cid.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("cid {cid:?} must be eight hex digits"));
+            }
+            Some(cid)
+        }
+        _ => None,
+    };
     let sb = ctx.build_sandbox()?.bind_ro(&input, INPUT);
     let src = format!("{INPUT}/{source}");
     let dst = format!("{TREE_PATH}/{filename}");
@@ -48,7 +60,36 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
         "qemu-img",
         &["convert", "-f", "raw", "-O", fmt, "-o", opts, &src, &dst],
     )?;
+    if let Some(cid) = cid {
+        set_vmdk_cid(&ctx.tree.join(&filename), &cid)?;
+    }
     Ok(())
+}
+
+/// Replaces the `CID=` value of the VMDK's embedded descriptor: qemu-img makes it random,
+/// the manifest gives it (same length, so nothing else moves).
+pub(super) fn set_vmdk_cid(path: &std::path::Path, cid: &str) -> Result<(), String> {
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // The descriptor follows the 512-byte header (streamOptimized: sector 1).
+    let mut head = vec![0u8; 64 << 10];
+    let n = f.read_at(&mut head, 0).map_err(|e| e.to_string())?;
+    head.truncate(n);
+    let at = head
+        .windows(5)
+        .position(|w| w == b"\nCID=")
+        .map(|p| p + 5)
+        .filter(|p| {
+            head.get(*p..p + 9)
+                .is_some_and(|v| v[..8].iter().all(u8::is_ascii_hexdigit) && v[8] == b'\n')
+        })
+        .ok_or("the VMDK descriptor has no CID line of eight hex digits")?;
+    f.write_all_at(cid.to_ascii_lowercase().as_bytes(), at as u64)
+        .map_err(|e| e.to_string())?;
+    f.sync_all().map_err(|e| e.to_string())
 }
 
 fn write_fixed_vhd(
@@ -162,5 +203,38 @@ mod tests {
         assert_eq!(&f[0..8], b"conectix");
         // 4 GiB: 8322 cylinders, 16 heads, 63 sectors (as qemu-img computes it).
         assert_eq!(chs(4 << 30), (8322, 16, 63));
+    }
+
+    #[test]
+    fn the_content_id_is_the_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("d.raw");
+        std::fs::write(&raw, vec![7u8; 1 << 20]).unwrap();
+        let sums: Vec<Vec<u8>> = ["a", "b"]
+            .iter()
+            .map(|n| {
+                let vmdk = dir.path().join(format!("{n}/x.vmdk"));
+                std::fs::create_dir_all(vmdk.parent().unwrap()).unwrap();
+                let st = std::process::Command::new("qemu-img")
+                    .args(["convert", "-f", "raw", "-O", "vmdk", "-o"])
+                    .arg("subformat=streamOptimized")
+                    .arg(&raw)
+                    .arg(&vmdk)
+                    .status()
+                    .expect("qemu-img (apt-get install qemu-utils)");
+                assert!(st.success());
+                set_vmdk_cid(&vmdk, "0badcafe").unwrap();
+                let info = std::process::Command::new("qemu-img")
+                    .args(["info", "--output=json"])
+                    .arg(&vmdk)
+                    .output()
+                    .unwrap();
+                let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+                assert_eq!(info["format-specific"]["data"]["cid"], 0x0bad_cafe_u32);
+                std::fs::read(&vmdk).unwrap()
+            })
+            .collect();
+        // qemu-img's random CID was the only difference.
+        assert!(sums[0] == sums[1], "two conversions differ");
     }
 }

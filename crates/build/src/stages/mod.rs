@@ -13,6 +13,11 @@ pub mod image_convert;
 pub mod initramfs;
 pub mod system_boot;
 pub mod tree_normalize;
+// Image types packed from a disk or a tree: ova, gce, container, iso.
+pub mod archive_targz;
+pub mod iso;
+pub mod oci_archive;
+pub mod ova;
 // Blueprint customizations of the OS tree (`treefs`: their shared file handling).
 pub mod apt_sources;
 pub mod ca_certificates;
@@ -45,7 +50,11 @@ pub const CATALOGUE: &[(&str, u32)] = &[
     ("grub.config", 2),
     ("system.bootable", 2),
     ("disk.image", 4),
-    ("image.convert", 3),
+    ("image.convert", 4),
+    ("ova.archive", 1),
+    ("archive.targz", 1),
+    ("oci.archive", 1),
+    ("iso.live", 1),
     // Customizations of the OS tree.
     ("apt.sources", 2),
     ("ca.certificates", 2),
@@ -196,6 +205,10 @@ pub fn run(kind: &str, ctx: &mut StageContext<'_>) -> Result<(), String> {
         "system.bootable" => system_boot::run(ctx),
         "disk.image" => disk_image::run(ctx),
         "image.convert" => image_convert::run(ctx),
+        "ova.archive" => ova::run(ctx),
+        "archive.targz" => archive_targz::run(ctx),
+        "oci.archive" => oci_archive::run(ctx),
+        "iso.live" => iso::run(ctx),
         "apt.sources" => apt_sources::run(ctx),
         "ca.certificates" => ca_certificates::run(ctx),
         "timezone" => timezone::run(ctx),
