@@ -38,6 +38,14 @@ pub struct ManifestArgs {
     distro: Option<String>,
     #[arg(long, default_value = "amd64")]
     arch: String,
+    /// Disk size instead of the image type's default (`8 GiB`, `20GB`, bytes); the disk
+    /// still grows to what the layout needs. Only for types made from a disk.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    size: Option<u64>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    kiln_blueprint::Size::parse(text).map(|s| s.bytes())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -138,13 +146,14 @@ fn make_manifest(ctx: &Context, args: &ManifestArgs) -> Result<Manifest> {
     kiln_distro::plan(&bp, &args.image_types)?;
     let loaded = universe::load(ctx, distro, &args.arch)?;
     let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
-    Ok(kiln_compose::manifest(
+    Ok(kiln_compose::manifest_with(
         &loaded.universe,
         &bp,
         distro,
         &args.arch,
         &args.image_types,
         epoch.as_deref(),
+        &kiln_distro::ImageOptions { size: args.size },
     )?)
 }
 

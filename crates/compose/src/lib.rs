@@ -234,6 +234,27 @@ pub fn manifest(
     image_types: &[String],
     epoch_env: Option<&str>,
 ) -> Result<Manifest, ComposeError> {
+    manifest_with(
+        universe,
+        bp,
+        distro,
+        arch,
+        image_types,
+        epoch_env,
+        &kiln_distro::ImageOptions::default(),
+    )
+}
+
+/// [`manifest`] with the options of the request (the disk size).
+pub fn manifest_with(
+    universe: &Universe,
+    bp: &Blueprint,
+    distro: Distro,
+    arch: &str,
+    image_types: &[String],
+    epoch_env: Option<&str>,
+    options: &kiln_distro::ImageOptions,
+) -> Result<Manifest, ComposeError> {
     let plan = kiln_distro::plan(bp, image_types)?;
     let mut resolved = kiln_distro::Resolved::default();
     for (variant, extra) in &plan.os {
@@ -254,12 +275,13 @@ pub fn manifest(
         resolved.build = resolve(universe, arch, specs)?;
     }
     let epoch = source_epoch(universe, epoch_env)?;
-    Ok(kiln_distro::manifest(
+    Ok(kiln_distro::manifest_with(
         bp,
         distro.name(),
         arch,
         image_types,
         &resolved,
         epoch,
+        options,
     )?)
 }

@@ -260,6 +260,14 @@ fn check_supported(bp: &Blueprint, t: &ImageType) -> Result<(), DistroError> {
     Ok(())
 }
 
+/// What a build request may set beside the blueprint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// Size of the disk in bytes (rounded up to a MiB) instead of the type's default; the
+    /// disk is still made as large as the layout needs. Only for types made from a disk.
+    pub size: Option<u64>,
+}
+
 /// The manifest of `image_types` for `bp`. `resolved` must hold the complete,
 /// dependency-closed set of every OS variant and of the build root that [`plan`] asked for.
 pub fn manifest(
@@ -270,8 +278,38 @@ pub fn manifest(
     resolved: &Resolved,
     source_epoch: u64,
 ) -> Result<Manifest, DistroError> {
+    manifest_with(
+        bp,
+        distro,
+        arch,
+        image_types,
+        resolved,
+        source_epoch,
+        &ImageOptions::default(),
+    )
+}
+
+/// [`manifest`] with the options of the request.
+pub fn manifest_with(
+    bp: &Blueprint,
+    distro: &str,
+    arch: &str,
+    image_types: &[String],
+    resolved: &Resolved,
+    source_epoch: u64,
+    options: &ImageOptions,
+) -> Result<Manifest, DistroError> {
     let types = types_of(image_types)?;
     let plan = plan(bp, image_types)?;
+    if options.size.is_some()
+        && let Some(t) = types.iter().find(|t| !t.format.from_disk())
+    {
+        return Err(DistroError::Invalid(format!(
+            "image type {:?} has no disk, so it cannot take an image size: leave the size \
+             out, or build {:?} apart from the disk types",
+            t.name, t.name
+        )));
+    }
 
     let mut m = Manifest::new();
     m.metadata.generator = format!("kiln-distro {}", env!("CARGO_PKG_VERSION"));
@@ -350,7 +388,12 @@ pub fn manifest(
                 m.pipelines.push(pipeline(
                     &disk,
                     Some("build"),
-                    vec![disk_stage(raw_name, t.default_size, os, &layout)],
+                    vec![disk_stage(
+                        raw_name,
+                        options.size.unwrap_or(t.default_size),
+                        os,
+                        &layout,
+                    )],
                 ));
                 if let Format::Convert(fmt) = t.format {
                     let mut options =

@@ -743,3 +743,37 @@ fn lvm_ids_and_names_are_lvm_shaped_and_stable() {
     assert_eq!(vg, &d2["partitions"][2]["lvm"]);
     assert_eq!(layout::lv_name("/var/lib/pgsql"), "var_lib_pgsqllv");
 }
+
+#[test]
+fn a_requested_size_sets_the_disk_but_never_shrinks_the_layout() {
+    let sized = |b: &Blueprint, t: &[&str], size: u64| {
+        let t = types(t);
+        let p = plan(b, &t).unwrap();
+        let options = ImageOptions { size: Some(size) };
+        manifest_with(b, "debian-12", "amd64", &t, &resolved_for(&p), 1, &options)
+    };
+    let disk_size = |m: &Manifest| {
+        let disk = m
+            .pipelines
+            .iter()
+            .find(|p| p.name.ends_with("-disk"))
+            .unwrap();
+        disk.stages[0].options["size"].as_u64().unwrap()
+    };
+    let plain = bp("name = \"t\"\n");
+    // Rounded up to a MiB; smaller than the type's default is allowed.
+    let m = sized(&plain, &["qcow2"], (5 << 30) + 1).unwrap();
+    assert_eq!(disk_size(&m), (5 << 30) + layout::MIB);
+    // The layout's minimum wins over a request that is too small.
+    let big_root = bp(
+        "name = \"t\"\n[[customizations.filesystem]]\nmountpoint = \"/\"\nminsize = \"20 GiB\"\n",
+    );
+    let m = sized(&big_root, &["raw"], 1 << 30).unwrap();
+    assert!(disk_size(&m) > 20 << 30, "{}", disk_size(&m));
+    // A type without a disk refuses a size instead of ignoring it.
+    let e = sized(&plain, &["qcow2", "tar"], 8 << 30).unwrap_err();
+    assert!(
+        e.to_string().contains("\"tar\"") && e.to_string().contains("size"),
+        "{e}"
+    );
+}

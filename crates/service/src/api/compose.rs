@@ -336,16 +336,21 @@ pub async fn start(
         .get(distro, arch)
         .await
         .map_err(|e| ApiError::bad("ComposeError", format!("{e}")))?;
+    // composer-cli sends 0 for "the type's default".
+    let options = kiln_distro::ImageOptions {
+        size: req.size.filter(|s| *s > 0),
+    };
     let work = move || -> Result<(), ApiError> {
         let bp_model = bp;
         let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
-        let manifest = kiln_compose::manifest(
+        let manifest = kiln_compose::manifest_with(
             &loaded.universe,
             &bp_model,
             distro,
             arch,
             &row.types,
             epoch.as_deref(),
+            &options,
         )
         .map_err(|e| match e {
             kiln_compose::ComposeError::Depsolve(_)
