@@ -106,6 +106,7 @@ impl Loaded {
         if specs.is_empty() {
             return Ok(Vec::new());
         }
+        let _permit = SolvePermit::acquire();
         let repos = &self.universe.repos;
         let indexes: Vec<&kiln_deb::Index> = repos.iter().map(|r| &r.index).collect();
         let request = Request {
@@ -123,6 +124,35 @@ impl Loaded {
             out.push(Dependency::new(pkg, &repo.base_url, &repo.source_id));
         }
         Ok(out)
+    }
+}
+
+/// At most one solve per core at a time, across the server. Each solve builds its own
+/// solver state over the whole universe; more solves at once than cores only queue for
+/// the CPU while holding that memory (50 concurrent depsolves peaked at 1 GiB of RSS).
+struct SolvePermit;
+
+static SOLVES: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+impl SolvePermit {
+    fn acquire() -> SolvePermit {
+        let limit = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (count, freed) = &SOLVES;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= limit {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        SolvePermit
+    }
+}
+
+impl Drop for SolvePermit {
+    fn drop(&mut self) {
+        let (count, freed) = &SOLVES;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
     }
 }
 
@@ -320,5 +350,28 @@ mod tests {
         );
         assert_eq!(split_version("1.0"), (0, "1.0".into(), "0".into()));
         assert_eq!(split_version("2:1.2-3-4"), (2, "1.2-3".into(), "4".into()));
+    }
+
+    #[test]
+    fn no_more_solves_at_once_than_cores() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let limit = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (now, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..4 * limit {
+                s.spawn(|| {
+                    let _p = SolvePermit::acquire();
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(
+            (1..=limit).contains(&peak),
+            "{peak} solves at once, limit {limit}"
+        );
     }
 }
