@@ -10,31 +10,14 @@
 //! Uses the real archive through the host's apt sources, root, bubblewrap, QEMU and OVMF
 //! (`scripts/install-deps`).
 
+mod common;
+use common::{run, sha256};
 use kiln_vm::{Firmware, Vm, VmConfig};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const PASSWORD: &str = "kiln-e2e-Secret";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 fn blueprint(dir: &Path, pubkey: &str) -> std::path::PathBuf {
     let text = format!(

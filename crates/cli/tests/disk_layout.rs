@@ -9,6 +9,8 @@
 //! Uses the real archive through the host's apt sources, root, bubblewrap, QEMU and OVMF
 //! (`scripts/install-deps`); one boot (TCG about 90 s).
 
+mod common;
+use common::{run, sha256};
 use kiln_vm::{Vm, VmConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,25 +18,6 @@ use std::time::Duration;
 
 const PASSWORD: &str = "kiln-layout-Secret";
 const MIB: u64 = 1 << 20;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 fn blueprint(dir: &Path, pubkey: &str) -> PathBuf {
     let text = format!(

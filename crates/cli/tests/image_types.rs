@@ -19,31 +19,14 @@
 //! Uses the real archive through the host's apt sources, root, bubblewrap, QEMU, OVMF,
 //! skopeo, xorriso and xmllint (`scripts/install-deps`).
 
+mod common;
+use common::{run, sha256};
 use kiln_vm::{Vm, VmConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 const EPOCH: &str = "1700000000";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 fn build(bp: &Path, store: &Path, out: &Path, types: &[&str]) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
