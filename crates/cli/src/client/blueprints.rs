@@ -128,7 +128,7 @@ pub fn run(c: &Client, cmd: Command) -> Result<()> {
                 None,
                 vec![],
             )?;
-            report(c, json_result(&r));
+            c.report(json_result(&r));
             Ok(())
         }
         Command::Depsolve { names } => depsolve(c, &comma_args(&names)),
@@ -149,13 +149,13 @@ pub fn run(c: &Client, cmd: Command) -> Result<()> {
                 None,
                 vec![],
             )?;
-            report(c, json_result(&r));
+            c.report(json_result(&r));
             Ok(())
         }
         Command::Undo { name, commit } => {
             let path = c.v(&format!("blueprints/undo/{}/{}", seg(&name), seg(&commit)));
             let r = c.call("POST", &path, None, vec![])?;
-            report(c, json_result(&r));
+            c.report(json_result(&r));
             Ok(())
         }
         Command::Export {
@@ -163,17 +163,6 @@ pub fn run(c: &Client, cmd: Command) -> Result<()> {
             format,
             filename,
         } => export(c, &name, &format, filename.as_deref()),
-    }
-}
-
-/// Prints the errors of a failed reply.
-fn report<T>(c: &Client, r: Result<T, Vec<ApiErr>>) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            c.api_errors(&e);
-            None
-        }
     }
 }
 
@@ -192,14 +181,11 @@ fn toml_text(c: &Client, path: &str) -> Result<Result<String, Vec<ApiErr>>> {
 }
 
 fn list(c: &Client) -> Result<()> {
-    let Some(first) = report(c, c.get_json(&c.v("blueprints/list?limit=0"))?) else {
+    let Some(first) = c.report(c.get_json(&c.v("blueprints/list?limit=0"))?) else {
         return Ok(());
     };
     let total = first["total"].as_u64().unwrap_or(0);
-    let Some(all) = report(
-        c,
-        c.get_json(&c.v(&format!("blueprints/list?limit={total}")))?,
-    ) else {
+    let Some(all) = c.report(c.get_json(&c.v(&format!("blueprints/list?limit={total}")))?) else {
         return Ok(());
     };
     for name in all["blueprints"].as_array().into_iter().flatten() {
@@ -220,18 +206,17 @@ fn show(c: &Client, names: &[String], commit: Option<&str>) -> Result<()> {
             seg(commit)
         );
         if c.json_mode() {
-            report(c, c.get_json(&path)?);
-        } else if let Some(t) = report(c, toml_text(c, &format!("{path}?format=toml"))?) {
+            c.report(c.get_json(&path)?);
+        } else if let Some(t) = c.report(toml_text(c, &format!("{path}?format=toml"))?) {
             c.say(t);
         }
         return Ok(());
     }
     let names = comma_args(names);
     if c.json_mode() {
-        if let Some(v) = report(
-            c,
-            c.get_json(&c.v(&format!("blueprints/info/{}", names_seg(&names))))?,
-        ) {
+        if let Some(v) =
+            c.report(c.get_json(&c.v(&format!("blueprints/info/{}", names_seg(&names))))?)
+        {
             let errors = super::errors_of(&v);
             if !errors.is_empty() {
                 c.api_errors(&errors);
@@ -242,7 +227,7 @@ fn show(c: &Client, names: &[String], commit: Option<&str>) -> Result<()> {
     // The TOML form holds one blueprint per request.
     for name in &names {
         let path = c.v(&format!("blueprints/info/{}?format=toml", seg(name)));
-        if let Some(t) = report(c, toml_text(c, &path)?) {
+        if let Some(t) = c.report(toml_text(c, &path)?) {
             c.say(t);
         }
     }
@@ -251,7 +236,7 @@ fn show(c: &Client, names: &[String], commit: Option<&str>) -> Result<()> {
 
 fn changes(c: &Client, names: &[String]) -> Result<()> {
     let base = c.v(&format!("blueprints/changes/{}", names_seg(names)));
-    let Some(first) = report(c, c.get_json(&format!("{base}?limit=0"))?) else {
+    let Some(first) = c.report(c.get_json(&format!("{base}?limit=0"))?) else {
         return Ok(());
     };
     // The largest history sizes the real request.
@@ -262,7 +247,7 @@ fn changes(c: &Client, names: &[String]) -> Result<()> {
         .filter_map(|b| b["total"].as_u64())
         .max()
         .unwrap_or(0);
-    let Some(v) = report(c, c.get_json(&format!("{base}?limit={limit}"))?) else {
+    let Some(v) = c.report(c.get_json(&format!("{base}?limit={limit}"))?) else {
         return Ok(());
     };
     let errors = super::errors_of(&v);
@@ -508,24 +493,21 @@ fn save(c: &Client, names: &[String], dest: Option<&Path>, commit: Option<&str>)
             seg(commit)
         );
         if c.json_mode() {
-            report(c, c.get_json(&path)?);
+            c.report(c.get_json(&path)?);
             return Ok(());
         }
-        if let Some(t) = report(c, toml_text(c, &format!("{path}?format=toml"))?) {
+        if let Some(t) = c.report(toml_text(c, &format!("{path}?format=toml"))?) {
             write_blueprint(c, &t, Some(commit), ".toml", dest);
         }
         return Ok(());
     }
     let names = comma_args(names);
     if c.json_mode() {
-        report(
-            c,
-            c.get_json(&c.v(&format!("blueprints/info/{}", names_seg(&names))))?,
-        );
+        c.report(c.get_json(&c.v(&format!("blueprints/info/{}", names_seg(&names))))?);
     }
     for name in &names {
         let path = c.v(&format!("blueprints/info/{}?format=toml", seg(name)));
-        if let Some(t) = report(c, toml_text(c, &path)?) {
+        if let Some(t) = c.report(toml_text(c, &path)?) {
             write_blueprint(c, &t, None, ".toml", dest);
         }
     }
@@ -552,10 +534,8 @@ pub fn nevra(d: &Value) -> String {
 }
 
 fn depsolve(c: &Client, names: &[String]) -> Result<()> {
-    let Some(v) = report(
-        c,
-        c.get_json(&c.v(&format!("blueprints/depsolve/{}", names_seg(names))))?,
-    ) else {
+    let Some(v) = c.report(c.get_json(&c.v(&format!("blueprints/depsolve/{}", names_seg(names))))?)
+    else {
         return Ok(());
     };
     let errors = super::errors_of(&v);
@@ -593,16 +573,14 @@ fn push(c: &Client, route: &str, files: &[String]) -> Result<()> {
             "text/x-toml"
         };
         let r = c.call("POST", &c.v(&format!("blueprints/{route}")), Some(ct), data)?;
-        report(c, json_result(&r));
+        c.report(json_result(&r));
     }
     Ok(())
 }
 
 fn freeze(c: &Client, names: &[String]) -> Result<()> {
-    let Some(v) = report(
-        c,
-        c.get_json(&c.v(&format!("blueprints/freeze/{}", names_seg(names))))?,
-    ) else {
+    let Some(v) = c.report(c.get_json(&c.v(&format!("blueprints/freeze/{}", names_seg(names))))?)
+    else {
         return Ok(());
     };
     let errors = super::errors_of(&v);
@@ -631,10 +609,9 @@ fn freeze(c: &Client, names: &[String]) -> Result<()> {
 
 fn freeze_show(c: &Client, names: &[String]) -> Result<()> {
     if c.json_mode() {
-        if let Some(v) = report(
-            c,
-            c.get_json(&c.v(&format!("blueprints/freeze/{}", names_seg(names))))?,
-        ) {
+        if let Some(v) =
+            c.report(c.get_json(&c.v(&format!("blueprints/freeze/{}", names_seg(names))))?)
+        {
             let errors = super::errors_of(&v);
             if !errors.is_empty() {
                 c.api_errors(&errors);
@@ -644,7 +621,7 @@ fn freeze_show(c: &Client, names: &[String]) -> Result<()> {
     }
     for name in names {
         let path = c.v(&format!("blueprints/freeze/{}?format=toml", seg(name)));
-        if let Some(t) = report(c, toml_text(c, &path)?) {
+        if let Some(t) = c.report(toml_text(c, &path)?) {
             c.say(t);
         }
     }
@@ -653,14 +630,11 @@ fn freeze_show(c: &Client, names: &[String]) -> Result<()> {
 
 fn freeze_save(c: &Client, names: &[String], dest: Option<&Path>) -> Result<()> {
     if c.json_mode() {
-        report(
-            c,
-            c.get_json(&c.v(&format!("blueprints/freeze/{}", names_seg(names))))?,
-        );
+        c.report(c.get_json(&c.v(&format!("blueprints/freeze/{}", names_seg(names))))?);
     }
     for name in names {
         let path = c.v(&format!("blueprints/freeze/{}?format=toml", seg(name)));
-        if let Some(t) = report(c, toml_text(c, &path)?) {
+        if let Some(t) = c.report(toml_text(c, &path)?) {
             write_blueprint(c, &t, None, ".frozen.toml", dest);
         }
     }
@@ -669,10 +643,7 @@ fn freeze_save(c: &Client, names: &[String], dest: Option<&Path>) -> Result<()> 
 
 fn export(c: &Client, name: &str, format: &str, dest: Option<&Path>) -> Result<()> {
     let text = if format == "json" {
-        let Some(v) = report(
-            c,
-            c.get_json(&c.v(&format!("blueprints/info/{}", seg(name))))?,
-        ) else {
+        let Some(v) = c.report(c.get_json(&c.v(&format!("blueprints/info/{}", seg(name))))?) else {
             return Ok(());
         };
         let errors = super::errors_of(&v);
@@ -683,7 +654,7 @@ fn export(c: &Client, name: &str, format: &str, dest: Option<&Path>) -> Result<(
         serde_json::to_string_pretty(&v["blueprints"][0])? + "\n"
     } else {
         let path = c.v(&format!("blueprints/info/{}?format=toml", seg(name)));
-        match report(c, toml_text(c, &path)?) {
+        match c.report(toml_text(c, &path)?) {
             Some(t) => t,
             None => return Ok(()),
         }

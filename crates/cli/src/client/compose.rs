@@ -1,6 +1,6 @@
 //! `kiln compose ...`: composer-cli's compose commands.
 
-use super::{ApiErr, Client, json_result, qval, seg};
+use super::{Client, json_result, qval, seg};
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -96,7 +96,7 @@ pub fn run(c: &Client, cmd: Command) -> Result<()> {
             if r.ok() {
                 c.say(r.text());
             } else {
-                report(c, json_result(&r));
+                c.report(json_result(&r));
             }
             Ok(())
         }
@@ -107,14 +107,14 @@ pub fn run(c: &Client, cmd: Command) -> Result<()> {
                 None,
                 vec![],
             )?;
-            report(c, json_result(&r));
+            c.report(json_result(&r));
             Ok(())
         }
         Command::Delete { uuids } => {
             let ids = super::comma_args(&uuids);
             let path = c.v(&format!("compose/delete/{}", super::names_seg(&ids)));
             let r = c.call("DELETE", &path, None, vec![])?;
-            if let Some(v) = report(c, json_result(&r)) {
+            if let Some(v) = c.report(json_result(&r)) {
                 let errors = super::errors_of(&v);
                 if !errors.is_empty() {
                     c.api_errors(&errors);
@@ -126,16 +126,6 @@ pub fn run(c: &Client, cmd: Command) -> Result<()> {
         Command::Metadata { uuid, filename } => download(c, "metadata", &uuid, filename.as_deref()),
         Command::Results { uuid, filename } => download(c, "results", &uuid, filename.as_deref()),
         Command::Image { uuid, filename } => download(c, "image", &uuid, filename.as_deref()),
-    }
-}
-
-fn report<T>(c: &Client, r: Result<T, Vec<ApiErr>>) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            c.api_errors(&e);
-            None
-        }
     }
 }
 
@@ -197,7 +187,7 @@ fn start(
     for w in body["warnings"].as_array().into_iter().flatten() {
         c.say(format!("Warning: {}", w.as_str().unwrap_or_default()));
     }
-    let Some(v) = report(c, json_result(&r)) else {
+    let Some(v) = c.report(json_result(&r)) else {
         return Ok(());
     };
     c.say(format!(
@@ -219,7 +209,7 @@ fn types(c: &Client, distro: Option<&str>, arch: Option<&str>) -> Result<()> {
     if !q.is_empty() {
         path = format!("{path}?{}", q.join("&"));
     }
-    let Some(v) = report(c, c.get_json(&path)?) else {
+    let Some(v) = c.report(c.get_json(&path)?) else {
         return Ok(());
     };
     let mut names: Vec<&str> = v["types"]
@@ -244,7 +234,7 @@ fn all_composes(c: &Client) -> Result<Vec<Value>> {
         ("compose/finished", &["finished"][..]),
         ("compose/failed", &["failed"][..]),
     ] {
-        let Some(v) = report(c, c.get_json(&c.v(route))?) else {
+        let Some(v) = c.report(c.get_json(&c.v(route))?) else {
             continue;
         };
         for k in keys {
@@ -368,7 +358,7 @@ fn list(c: &Client, states: &[String]) -> Result<()> {
 }
 
 fn info(c: &Client, uuid: &str) -> Result<()> {
-    let Some(v) = report(c, c.get_json(&c.v(&format!("compose/info/{}", seg(uuid))))?) else {
+    let Some(v) = c.report(c.get_json(&c.v(&format!("compose/info/{}", seg(uuid))))?) else {
         return Ok(());
     };
     let s = |x: &Value| x.as_str().unwrap_or_default().to_string();
@@ -422,7 +412,7 @@ fn download(c: &Client, what: &str, uuid: &str, dest: Option<&Path>) -> Result<(
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     let r = c.download(&c.v(&format!("compose/{what}/{}", seg(uuid))), tmp.path())?;
     if !r.ok() {
-        report(c, json_result(&r));
+        c.report(json_result(&r));
         return Ok(());
     }
     if r.header("content-type")

@@ -217,6 +217,17 @@ impl Client {
         self.failed.set(true);
     }
 
+    /// The value of a reply, or `None` after printing its errors (the command fails).
+    pub fn report<T>(&self, r: Result<T, Vec<ApiErr>>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.api_errors(&e);
+                None
+            }
+        }
+    }
+
     /// A client-side error: always printed; the command fails.
     pub fn fail(&self, msg: impl std::fmt::Display) {
         self.flush();
