@@ -1,6 +1,7 @@
 //! End to end: a minimal bookworm (Essential + Priority: required + systemd-sysv) installed
 //! twice from the real archive, checked with the tree's own dpkg and apt, and compared
-//! after `normalize`.
+//! after `normalize`; then its initramfs generated with kiln's batched module copy and
+//! with initramfs-tools' own, which must give the same bytes.
 //!
 //! Needs network (the host's apt mirror configuration), root, bubblewrap and the kiln CLI.
 //! CI runs it with the other tests; by hand:
@@ -25,6 +26,8 @@ use common::{depsolve, download, sha256_file};
 
 use kiln_build::debinstall::{InstallOptions, install, not_installed};
 use kiln_build::normalize::normalize;
+use kiln_build::stages::StageContext;
+use kiln_build::stages::initramfs::{ModuleCopy, generate};
 use kiln_sandbox::{Sandbox, TreeMode};
 
 /// bookworm's Essential and Priority: required packages, plus apt, systemd-sysv and a
@@ -177,6 +180,58 @@ fn minimal_bookworm_installs_cleanly_and_reproducibly() {
         diffs[..diffs.len().min(40)].join("\n")
     );
     eprintln!("identical trees: {} entries", a.len());
+
+    // The initramfs, with kiln's batched module copy and with initramfs-tools' own
+    // functions: the same bytes.
+    let mut initrds = Vec::new();
+    for (round, copy) in [ModuleCopy::Batched, ModuleCopy::Stock]
+        .into_iter()
+        .enumerate()
+    {
+        let tree = tmp.path().join(format!("tree{round}"));
+        let t = Instant::now();
+        let mut log = Vec::new();
+        let mut sink = |line: &str| log.push(line.to_owned());
+        let mut ctx = StageContext {
+            tree: &tree,
+            options: &serde_json::Value::Null,
+            inputs: BTreeMap::new(),
+            source_epoch: Some(EPOCH),
+            bwrap: None,
+            build_root: None,
+            log: &mut sink,
+        };
+        generate(&mut ctx, copy)
+            .unwrap_or_else(|e| panic!("initramfs {copy:?}: {e}\n{}", log.join("\n")));
+        let initrd = fs::read_link(tree.join("initrd.img")).unwrap();
+        let bytes = fs::read(tree.join(initrd.strip_prefix("/").unwrap_or(&initrd))).unwrap();
+        eprintln!(
+            "initramfs {copy:?}: {} bytes, {:.1}s",
+            bytes.len(),
+            t.elapsed().as_secs_f64()
+        );
+        assert!(
+            !tree
+                .join("usr/share/initramfs-tools/conf-hooks.d/zz-kiln-batch-modules")
+                .exists(),
+            "kiln's conf-hook was left in the tree"
+        );
+        if copy == ModuleCopy::Batched {
+            assert!(
+                log.iter().any(|l| l.contains("kiln batches the copies")),
+                "bookworm's initramfs-tools should get the batched copy:\n{}",
+                log.join("\n")
+            );
+        }
+        initrds.push(bytes);
+    }
+    assert!(initrds[0].len() > 10 << 20, "an initramfs of MODULES=most");
+    assert!(
+        initrds[0] == initrds[1],
+        "the batched module copy changed the initramfs ({} vs {} bytes)",
+        initrds[0].len(),
+        initrds[1].len()
+    );
     if std::env::var_os("KILN_TEST_KEEP").is_some() {
         eprintln!("trees and logs kept in {}", tmp.keep().display());
     }
