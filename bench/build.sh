@@ -9,6 +9,13 @@
 #   PEER       path of the peer script (default: ../shared/bench/peer-mmdebstrap.sh)
 #   SUITE      Debian suite (default: bookworm; kiln distro debian-12)
 #   KEEP=1     keep the work directory (printed on stderr)
+#   DROP_CACHES=0  do not drop the page cache before each timed run
+#
+# Before each timed run (the peer's and kiln's alike) the script flushes and drops the page
+# cache, so that every run starts from the same memory state. On these VMs a large page
+# cache makes new page-cache pages up to ten times slower to get (a 700 MB `cp`: 2.0 s
+# with 9 GiB cached, 0.2 s after dropping it), which otherwise made the order of the runs
+# matter more than either tool.
 #
 # Mirrors: neither tool is given a mirror here. kiln uses the host's apt sources (or
 # KILN_CONFIG if set); the peer runs mmdebstrap without a MIRROR argument, i.e. with
@@ -43,15 +50,18 @@ bp=$work/bench.toml
 } > "$bp"
 
 now() { date +%s.%N; }
+settle() { sync; [ "${DROP_CACHES:-1}" = 0 ] || echo 3 > /proc/sys/vm/drop_caches; }
 secs() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
 
 # Peer, cold: empty .deb cache (its --cache DIR is filled during this run).
 echo "peer cold ..." >&2
+settle
 peer_cold=$(bash "$peer" --suite "$suite" --cache "$work/peer-cache" "$work/peer-cold" </dev/null | tail -n1)
 echo "peer cold: $peer_cold" >&2
 # Peer, warm: the same .debs reused from --cache (mmdebstrap has no cache of its own
 # beyond apt's archives directory; metadata is downloaded again every run).
 echo "peer warm ..." >&2
+settle
 peer_warm=$(bash "$peer" --suite "$suite" --cache "$work/peer-cache" "$work/peer-warm" </dev/null | tail -n1)
 echo "peer warm: $peer_warm" >&2
 
@@ -78,6 +88,7 @@ fi
 # warm with only the hostname changed.
 run_kiln() { # name
   local s e
+  settle
   s=$(now)
   "$kiln" build "$bp" --type qcow2 --distro "$distro" --store "$work/store" --state "$work/state" \
     --output "$work/kiln-$1" --progress none >"$work/kiln-$1.log" 2>&1 \

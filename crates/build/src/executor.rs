@@ -745,6 +745,15 @@ fn run_stage(
         Some(parent) if stages::RESTORE_BY_HARDLINK.contains(&stage.kind.as_str()) => {
             store.begin_tree_from_with(parent.id(), RestoreMethod::Hardlink)
         }
+        Some(parent) if stages::writable_dirs(&stage.kind).is_some() => {
+            let dirs = stages::writable_dirs(&stage.kind).unwrap_or_default();
+            store
+                .begin_tree_from_with(parent.id(), RestoreMethod::Hardlink)
+                .and_then(|b| {
+                    unshare_dirs(&parent.path(), b.path(), dirs)?;
+                    Ok(b)
+                })
+        }
         Some(parent) => store.begin_tree_from(parent.id()),
     }
     .map_err(|e| format!("cannot start the working tree: {e}"))?;
@@ -766,6 +775,26 @@ fn run_stage(
             .map_err(|e| format!("normalizing the tree before commit: {e}")),
         _ => Ok(()),
     }
+}
+
+/// Replaces the hard-linked contents of `dirs` in `tree` (restored from `parent`) by
+/// copies, so that the stage can write there without touching the stored parent.
+fn unshare_dirs(parent: &Path, tree: &Path, dirs: &[&str]) -> kiln_store::Result<()> {
+    for d in dirs {
+        let (src, dest) = (parent.join(d), tree.join(d));
+        if std::fs::symlink_metadata(&src).map_or(true, |m| !m.is_dir()) {
+            continue;
+        }
+        std::fs::remove_dir_all(&dest)
+            .and_then(|()| std::fs::create_dir(&dest))
+            .map_err(|e| kiln_store::StoreError::Io {
+                op: "replace",
+                path: dest.clone(),
+                source: e,
+            })?;
+        kiln_store::copy_tree(&src, &dest, RestoreMethod::Auto)?;
+    }
+    Ok(())
 }
 
 fn parse_digest(r: &str) -> Result<Sha256Digest, String> {

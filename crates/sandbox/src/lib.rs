@@ -36,6 +36,10 @@
 //!   `dpkg --configure`). Its `/tmp` and `/run` are covered by tmpfs, so nothing written
 //!   there lands in the tree. bubblewrap creates missing mount points (`/proc`, `/dev`,
 //!   bind targets) as empty entries in the tree: bind under `/run` to leave no trace.
+//! * [`TreeMode::ChrootReadOnly`]: the same, but the tree is read-only; only what is bound
+//!   with [`Sandbox::bind_rw`] can be written. For stages that run package code on a tree
+//!   whose files are hard links to a stored one: a write into a shared file would change
+//!   the stored tree too, and here it fails instead.
 //!
 //! # Root, capabilities and namespaces
 //!
@@ -113,6 +117,9 @@ const BUILD_ROOT_ENTRIES: &[&str] = &[
 pub enum TreeMode {
     /// The tree is `/` (read-write); programs and libraries come from the tree.
     Chroot,
+    /// As [`TreeMode::Chroot`], with the tree read-only (writable only where
+    /// [`Sandbox::bind_rw`] binds a part of it again).
+    ChrootReadOnly,
     /// The build root provides `/usr`, `/etc`, ... read-only; the tree is read-write at
     /// [`TREE_PATH`].
     BuildRoot,
@@ -506,7 +513,7 @@ impl Sandbox {
 
     fn not_found(&self, cmd: &str) -> SandboxError {
         let (place, root) = match &self.tree {
-            Some((tree, TreeMode::Chroot)) => ("tree", tree.clone()),
+            Some((tree, TreeMode::Chroot | TreeMode::ChrootReadOnly)) => ("tree", tree.clone()),
             _ => ("build root", self.build_root.clone()),
         };
         SandboxError::CommandNotFound {
@@ -596,10 +603,15 @@ impl Sandbox {
             }
             None => None,
         };
-        let chroot = matches!(tree, Some((_, TreeMode::Chroot)));
+        let chroot = matches!(tree, Some((_, TreeMode::Chroot | TreeMode::ChrootReadOnly)));
 
-        if let Some((tree, TreeMode::Chroot)) = &tree {
-            a.opt2("--bind", tree, "/");
+        if let Some((tree, mode @ (TreeMode::Chroot | TreeMode::ChrootReadOnly))) = &tree {
+            let bind = if *mode == TreeMode::Chroot {
+                "--bind"
+            } else {
+                "--ro-bind"
+            };
+            a.opt2(bind, tree, "/");
             view.push("/", Some(tree.clone()));
         } else {
             let root = absolute_dir(&self.build_root, "build root")?;

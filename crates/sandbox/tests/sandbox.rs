@@ -517,6 +517,46 @@ fn chroot_mode_tree_is_root() {
     );
 }
 
+/// Read-only chroot: nothing in the tree can be written or created, but what is bound
+/// read-write again can.
+#[test]
+fn read_only_chroot_writes_only_where_bound() {
+    let f = fixture();
+    make_root(&f.tree);
+    for d in ["proc", "dev", "tmp", "run", "boot", "var/tmp"] {
+        fs::create_dir_all(f.tree.join(d)).unwrap();
+    }
+    fs::write(f.tree.join("etc/shared"), "stored\n").unwrap();
+    let sb = Sandbox::new(&f.root)
+        .tree(&f.tree, TreeMode::ChrootReadOnly)
+        .bind_rw(f.tree.join("boot"), "/boot");
+
+    for script in [
+        "echo x > /etc/shared",
+        "echo x >> /etc/shared",
+        "touch /etc/new",
+        "chmod 600 /etc/shared",
+        "mkdir /var/tmp/d",
+    ] {
+        assert!(!sh(&sb, script).success(), "{script} should fail");
+    }
+    assert_eq!(
+        fs::read_to_string(f.tree.join("etc/shared")).unwrap(),
+        "stored\n"
+    );
+    assert!(!f.tree.join("etc/new").exists());
+    let out = sh(
+        &sb,
+        "echo made > /boot/initrd && cat /etc/shared && touch /tmp/t",
+    );
+    assert!(out.success(), "{}", out.stderr_str());
+    assert_eq!(out.stdout_str(), "stored\n");
+    assert_eq!(
+        fs::read_to_string(f.tree.join("boot/initrd")).unwrap(),
+        "made\n"
+    );
+}
+
 #[test]
 fn missing_command_is_a_clear_error() {
     let f = fixture();

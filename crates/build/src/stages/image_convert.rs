@@ -54,11 +54,20 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
     let sb = ctx.build_sandbox()?.bind_ro(&input, INPUT);
     let src = format!("{INPUT}/{source}");
     let dst = format!("{TREE_PATH}/{filename}");
-    (ctx.log)(&format!("qemu-img convert -O {fmt} -o {opts}"));
+    // The output bypasses the page cache where the filesystem allows (`-t none`): same
+    // bytes, a third of the time here (see `sparse::copy_file`).
+    let cache = if crate::sparse::supports_direct_io(ctx.tree) {
+        "none"
+    } else {
+        "writeback"
+    };
+    (ctx.log)(&format!("qemu-img convert -O {fmt} -o {opts} -t {cache}"));
     ctx.run_logged(
         &sb,
         "qemu-img",
-        &["convert", "-f", "raw", "-O", fmt, "-o", opts, &src, &dst],
+        &[
+            "convert", "-f", "raw", "-O", fmt, "-o", opts, "-t", cache, &src, &dst,
+        ],
     )?;
     if let Some(cid) = cid {
         set_vmdk_cid(&ctx.tree.join(&filename), &cid)?;

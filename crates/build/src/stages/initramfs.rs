@@ -58,8 +58,11 @@ pub fn generate(ctx: &mut StageContext<'_>, copy: ModuleCopy) -> Result<(), Stri
         return Err("update-initramfs is missing: add the initramfs-tools package".into());
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The tree is read-only in the sandbox but for /boot, /var/lib/initramfs-tools and
+    // /var/tmp: the executor restores the rest as hard links to the stored parent
+    // (`RESTORE_BY_HARDLINK_READ_ONLY`), a second instead of a full copy.
     let sb = ctx
-        .chroot_sandbox()
+        .read_only_chroot_sandbox("initramfs")?
         .env("ZSTD_NBTHREADS", threads.to_string());
     let shim = ctx.tree.join(BATCH_MODULES_PATH);
     let batched = copy == ModuleCopy::Batched && copies_module_by_module(ctx.tree);

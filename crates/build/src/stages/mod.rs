@@ -90,6 +90,25 @@ pub const RESTORE_BY_HARDLINK: &[&str] = &[
     "files",
 ];
 
+/// Stage kinds that run package code in a sandbox where the tree is read-only
+/// ([`StageContext::read_only_chroot_sandbox`]) except for the listed directories. They
+/// start from a hard-linked restore too, with those directories copied, so that nothing
+/// the stage can write is shared with its stored parent (writes elsewhere fail).
+pub const RESTORE_BY_HARDLINK_READ_ONLY: &[(&str, &[&str])] = &[(
+    "initramfs",
+    // update-initramfs writes the initramfs into /boot and its checksum into
+    // /var/lib/initramfs-tools; mkinitramfs builds it under /var/tmp.
+    &["boot", "var/lib/initramfs-tools", "var/tmp"],
+)];
+
+/// The directories a [`RESTORE_BY_HARDLINK_READ_ONLY`] stage may write, `None` for others.
+pub fn writable_dirs(kind: &str) -> Option<&'static [&'static str]> {
+    RESTORE_BY_HARDLINK_READ_ONLY
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, dirs)| *dirs)
+}
+
 /// The implementation version of `kind`, `None` when kiln does not know it.
 pub fn version(kind: &str) -> Option<u32> {
     CATALOGUE.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v)
@@ -170,6 +189,29 @@ impl StageContext<'_> {
             sb = sb.bwrap(b);
         }
         sb
+    }
+
+    /// A sandbox with the stage's tree as `/`, read-only but for those of the directories
+    /// [`writable_dirs`] lists for `kind` that exist in the tree (creating the others would
+    /// change the tree).
+    pub fn read_only_chroot_sandbox(&self, kind: &str) -> Result<kiln_sandbox::Sandbox, String> {
+        let dirs = writable_dirs(kind)
+            .ok_or_else(|| format!("stage {kind:?} has no writable directories declared"))?;
+        let mut sb = kiln_sandbox::Sandbox::new(self.tree)
+            .tree(self.tree, kiln_sandbox::TreeMode::ChrootReadOnly);
+        for d in dirs {
+            let host = self.tree.join(d);
+            if host.is_dir() {
+                sb = sb.bind_rw(&host, format!("/{d}"));
+            }
+        }
+        if let Some(e) = self.source_epoch {
+            sb = sb.source_date_epoch(e);
+        }
+        if let Some(b) = &self.bwrap {
+            sb = sb.bwrap(b);
+        }
+        Ok(sb)
     }
 
     /// Runs a sandboxed command, passing every output line to the stage log.
