@@ -858,6 +858,41 @@ mod tests {
         (m, ids)
     }
 
+    /// The writable directories of a read-only stage get their own copies; everything
+    /// else stays a hard link to the stored parent.
+    #[test]
+    fn unshare_dirs_copies_only_the_writable_directories() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (parent, tree) = (dir.path().join("parent"), dir.path().join("tree"));
+        for t in [&parent, &tree] {
+            std::fs::create_dir_all(t.join("boot/grub")).unwrap();
+            std::fs::create_dir_all(t.join("etc")).unwrap();
+        }
+        for f in ["boot/vmlinuz", "boot/grub/grub.cfg", "etc/hostname"] {
+            std::fs::write(parent.join(f), f).unwrap();
+            std::fs::hard_link(parent.join(f), tree.join(f)).unwrap();
+        }
+        unshare_dirs(&parent, &tree, &["boot", "var/tmp"]).unwrap();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        for f in ["boot/vmlinuz", "boot/grub/grub.cfg"] {
+            assert_ne!(
+                ino(&parent.join(f)),
+                ino(&tree.join(f)),
+                "{f} is still shared"
+            );
+            assert_eq!(std::fs::read_to_string(tree.join(f)).unwrap(), f);
+        }
+        assert_eq!(
+            ino(&parent.join("etc/hostname")),
+            ino(&tree.join("etc/hostname"))
+        );
+        assert!(
+            !tree.join("var/tmp").exists(),
+            "a directory the parent lacks is not made"
+        );
+    }
+
     fn one_report(name: &str) -> Vec<StageReport> {
         vec![StageReport {
             pipeline: name.into(),

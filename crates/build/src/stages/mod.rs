@@ -166,29 +166,17 @@ impl StageContext<'_> {
     /// read-write at [`kiln_sandbox::TREE_PATH`] and `SOURCE_DATE_EPOCH` set.
     pub fn build_sandbox(&self) -> Result<kiln_sandbox::Sandbox, String> {
         let root = self.require_build_root()?;
-        let mut sb =
-            kiln_sandbox::Sandbox::new(root).tree(self.tree, kiln_sandbox::TreeMode::BuildRoot);
-        if let Some(e) = self.source_epoch {
-            sb = sb.source_date_epoch(e);
-        }
-        if let Some(b) = &self.bwrap {
-            sb = sb.bwrap(b);
-        }
-        Ok(sb)
+        Ok(self.with_defaults(
+            kiln_sandbox::Sandbox::new(root).tree(self.tree, kiln_sandbox::TreeMode::BuildRoot),
+        ))
     }
 
     /// A sandbox with the stage's tree as `/` (its own programs), no network, and
     /// `SOURCE_DATE_EPOCH` set.
     pub fn chroot_sandbox(&self) -> kiln_sandbox::Sandbox {
-        let mut sb =
-            kiln_sandbox::Sandbox::new(self.tree).tree(self.tree, kiln_sandbox::TreeMode::Chroot);
-        if let Some(e) = self.source_epoch {
-            sb = sb.source_date_epoch(e);
-        }
-        if let Some(b) = &self.bwrap {
-            sb = sb.bwrap(b);
-        }
-        sb
+        self.with_defaults(
+            kiln_sandbox::Sandbox::new(self.tree).tree(self.tree, kiln_sandbox::TreeMode::Chroot),
+        )
     }
 
     /// A sandbox with the stage's tree as `/`, read-only but for those of the directories
@@ -205,13 +193,18 @@ impl StageContext<'_> {
                 sb = sb.bind_rw(&host, format!("/{d}"));
             }
         }
+        Ok(self.with_defaults(sb))
+    }
+
+    /// The pipeline's `SOURCE_DATE_EPOCH` and the configured `bwrap`.
+    fn with_defaults(&self, mut sb: kiln_sandbox::Sandbox) -> kiln_sandbox::Sandbox {
         if let Some(e) = self.source_epoch {
             sb = sb.source_date_epoch(e);
         }
         if let Some(b) = &self.bwrap {
             sb = sb.bwrap(b);
         }
-        Ok(sb)
+        sb
     }
 
     /// Runs a sandboxed command, passing every output line to the stage log.
