@@ -16,6 +16,7 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 /// The sha256 of a file, in hex (sha256sum: files are GBs).
+#[allow(dead_code)] // not every test binary that includes this module compares images
 pub fn sha256(path: &Path) -> String {
     run(Command::new("sha256sum").arg(path))
         .split_whitespace()
