@@ -76,28 +76,56 @@ pub fn run(ctx: &mut StageContext<'_>) -> Result<(), String> {
 }
 
 /// Replaces the `CID=` value of the VMDK's embedded descriptor: qemu-img makes it random,
-/// the manifest gives it (same length, so nothing else moves).
+/// the manifest gives it. qemu-img prints it without leading zeros (`CID=%x`), so the
+/// descriptor is rewritten in its reserved sectors (header fields `descriptorOffset` and
+/// `descriptorSize`), padded with zeros as qemu-img leaves it.
 pub(super) fn set_vmdk_cid(path: &std::path::Path, cid: &str) -> Result<(), String> {
     let f = File::options()
         .read(true)
         .write(true)
         .open(path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    // The descriptor follows the 512-byte header (streamOptimized: sector 1).
-    let mut head = vec![0u8; 64 << 10];
-    let n = f.read_at(&mut head, 0).map_err(|e| e.to_string())?;
-    head.truncate(n);
-    let at = head
-        .windows(5)
-        .position(|w| w == b"\nCID=")
-        .map(|p| p + 5)
-        .filter(|p| {
-            head.get(*p..p + 9)
-                .is_some_and(|v| v[..8].iter().all(u8::is_ascii_hexdigit) && v[8] == b'\n')
+    let mut header = [0u8; 44];
+    f.read_exact_at(&mut header, 0)
+        .map_err(|e| format!("cannot read the VMDK header: {e}"))?;
+    if &header[..4] != b"KDMV" {
+        return Err("not a sparse VMDK (no KDMV header)".into());
+    }
+    let sectors = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let (offset, size) = (sectors(28) * 512, sectors(36) * 512);
+    if offset == 0 || size == 0 || size > 1 << 20 {
+        return Err(format!(
+            "the VMDK has no embedded descriptor ({offset}, {size} bytes)"
+        ));
+    }
+    let mut area = vec![0u8; size as usize];
+    f.read_exact_at(&mut area, offset)
+        .map_err(|e| format!("cannot read the VMDK descriptor: {e}"))?;
+    let text = area.split(|&b| b == 0).next().unwrap_or_default();
+    let text = std::str::from_utf8(text).map_err(|_| "the VMDK descriptor is not text")?;
+    let mut replaced = 0;
+    let new: String = text
+        .split_inclusive('\n')
+        .map(|line| match line.strip_prefix("CID=") {
+            Some(v)
+                if v.trim_end().len() <= 8
+                    && v.trim_end().bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                replaced += 1;
+                format!("CID={}\n", cid.to_ascii_lowercase())
+            }
+            _ => line.to_owned(),
         })
-        .ok_or("the VMDK descriptor has no CID line of eight hex digits")?;
-    f.write_all_at(cid.to_ascii_lowercase().as_bytes(), at as u64)
-        .map_err(|e| e.to_string())?;
+        .collect();
+    if replaced != 1 {
+        return Err("the VMDK descriptor has no CID line of hex digits".into());
+    }
+    if new.len() > area.len() {
+        return Err("the VMDK descriptor does not fit its sectors with the new CID".into());
+    }
+    area.fill(0);
+    area[..new.len()].copy_from_slice(new.as_bytes());
+    f.write_all_at(&area, offset).map_err(|e| e.to_string())?;
     f.sync_all().map_err(|e| e.to_string())
 }
 
@@ -232,6 +260,10 @@ mod tests {
                     .status()
                     .expect("qemu-img (apt-get install qemu-utils)");
                 assert!(st.success());
+                if *n == "b" {
+                    // qemu-img prints the CID without leading zeros: one in 16 is shorter.
+                    set_vmdk_cid(&vmdk, "abc").unwrap();
+                }
                 set_vmdk_cid(&vmdk, "0badcafe").unwrap();
                 let info = std::process::Command::new("qemu-img")
                     .args(["info", "--output=json"])
@@ -243,7 +275,7 @@ mod tests {
                 std::fs::read(&vmdk).unwrap()
             })
             .collect();
-        // qemu-img's random CID was the only difference.
+        // qemu-img's random CID (and its length) was the only difference.
         assert!(sums[0] == sums[1], "two conversions differ");
     }
 }
