@@ -740,21 +740,18 @@ fn run_stage(
         };
         inputs.insert(name.clone(), data);
     }
-    let b = match parent {
-        None => store.begin_tree(),
-        Some(parent) if stages::RESTORE_BY_HARDLINK.contains(&stage.kind.as_str()) => {
+    let b = match (parent, stages::writable_dirs(&stage.kind)) {
+        (None, _) => store.begin_tree(),
+        (Some(parent), _) if stages::RESTORE_BY_HARDLINK.contains(&stage.kind.as_str()) => {
             store.begin_tree_from_with(parent.id(), RestoreMethod::Hardlink)
         }
-        Some(parent) if stages::writable_dirs(&stage.kind).is_some() => {
-            let dirs = stages::writable_dirs(&stage.kind).unwrap_or_default();
-            store
-                .begin_tree_from_with(parent.id(), RestoreMethod::Hardlink)
-                .and_then(|b| {
-                    unshare_dirs(&parent.path(), b.path(), dirs)?;
-                    Ok(b)
-                })
-        }
-        Some(parent) => store.begin_tree_from(parent.id()),
+        (Some(parent), Some(dirs)) => store
+            .begin_tree_from_with(parent.id(), RestoreMethod::Hardlink)
+            .and_then(|b| {
+                unshare_dirs(&parent.path(), b.path(), dirs)?;
+                Ok(b)
+            }),
+        (Some(parent), None) => store.begin_tree_from(parent.id()),
     }
     .map_err(|e| format!("cannot start the working tree: {e}"))?;
     let tree = builder.insert(b).path().to_path_buf();
@@ -782,7 +779,8 @@ fn run_stage(
 fn unshare_dirs(parent: &Path, tree: &Path, dirs: &[&str]) -> kiln_store::Result<()> {
     for d in dirs {
         let (src, dest) = (parent.join(d), tree.join(d));
-        if std::fs::symlink_metadata(&src).map_or(true, |m| !m.is_dir()) {
+        // A directory the parent lacks (or holds as a symlink) is left as restored.
+        if !std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
             continue;
         }
         std::fs::remove_dir_all(&dest)
