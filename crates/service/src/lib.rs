@@ -60,6 +60,7 @@
 //! refused at start with an error saying what to add. On loopback both are optional.
 
 pub mod api;
+pub mod body;
 pub mod compose;
 pub mod error;
 pub mod history;

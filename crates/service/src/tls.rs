@@ -158,6 +158,7 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
                 "refused a request with {} bearer token",
                 if other.is_some() { "a wrong" } else { "no" }
             );
+            crate::body::discard(req.into_body());
             let mut resp = ApiError::http(StatusCode::UNAUTHORIZED).into_response();
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -385,13 +385,7 @@ pub fn content_type(headers: &HeaderMap) -> Option<String> {
 
 /// Reads the request body, at most `state.max_body` bytes (413 beyond).
 pub async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, state.max_body)
-        .await
-        .map_err(|e| {
-            // The only error besides a broken connection is the length limit.
-            tracing::debug!("request body rejected: {e}");
-            ApiError::http(StatusCode::PAYLOAD_TOO_LARGE)
-        })
+    crate::body::read_limited(body, state.max_body).await
 }
 
 /// A body as UTF-8 text.
