@@ -116,20 +116,24 @@ fn captures_output_exit_status_and_streams_lines_in_order() {
             .sum::<usize>()
     );
 
-    // Live: the first line arrives while the command is still running.
+    // Live: the first line arrives while the command is still running, well before the
+    // last one (buffered output would bring both together; the margin is for load).
     let start = Instant::now();
-    let mut first = None;
-    sb.run_streaming("sh", ["-c", "echo first; sleep 1; echo second"], |_, l| {
-        if l == "first" {
-            first = Some(start.elapsed());
-        }
-    })
+    let (mut first, mut second) = (None, None);
+    sb.run_streaming(
+        "sh",
+        ["-c", "echo first; sleep 2; echo second"],
+        |_, l| match l {
+            "first" => first = Some(start.elapsed()),
+            "second" => second = Some(start.elapsed()),
+            _ => {}
+        },
+    )
     .unwrap();
-    let total = start.elapsed();
-    assert!(total >= Duration::from_secs(1));
+    let (first, second) = (first.unwrap(), second.unwrap());
     assert!(
-        first.unwrap() < Duration::from_millis(800),
-        "first line came at {first:?}"
+        second - first >= Duration::from_secs(1),
+        "first line at {first:?}, second at {second:?}"
     );
 
     // run() turns a failure into an error with the end of stderr.
@@ -467,7 +471,7 @@ fn timeout_kills_the_whole_process_tree() {
     assert!(e.to_string().contains("started"), "{e}");
     assert_eq!(streamed, ["started"]);
     assert!(
-        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
         "{took:?}"
     );
     let deadline = Instant::now() + Duration::from_secs(2);
