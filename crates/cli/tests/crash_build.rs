@@ -1,8 +1,9 @@
 //! Crash safety of a whole build: `kiln build-manifest` of a minimal bookworm tar is
-//! killed with SIGKILL at 20 pseudo-random moments (while downloading, installing,
+//! killed with SIGKILL at pseudo-random moments (while downloading, installing,
 //! committing, archiving, exporting), each kill followed by the next attempt on the same
-//! store; then a build runs to the end. Its `root.tar` must equal the one of an
-//! uninterrupted build in another store, `kiln store verify` must find nothing damaged,
+//! store until one runs to the end, then again from an empty store until a dozen kills
+//! landed. Every finished `root.tar` must equal the one of an uninterrupted build in
+//! another store, `kiln store verify` must find nothing damaged,
 //! and no file in the output directory may look like a finished `root.tar` unless it is
 //! one.
 //!
@@ -90,19 +91,39 @@ fn sigkill_at_random_moments_then_an_identical_build() {
     let expected = sha256(&reference_out.join("root.tar"));
     eprintln!("uninterrupted build: {:.1}s", full.as_secs_f64());
 
-    let store = dir.path().join("store");
+    // Kills come in rounds. A round starts from an empty store and kills attempts at
+    // random moments until one runs to the end; each attempt resumes from what the
+    // killed ones committed, so a round holds only a few kills before the store has
+    // everything. Rounds repeat until enough kills landed: counting on a fixed number
+    // of attempts in one store made the count depend on the machine's speed.
+    const KILLS: u32 = 12;
+    const MAX_ATTEMPTS: u32 = 60;
     let output = dir.path().join("out");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut killed = 0;
-    for i in 0..20 {
+    let (mut killed, mut attempts, mut round) = (0, 0, 0);
+    let mut store = dir.path().join("store-0");
+    while killed < KILLS {
+        assert!(
+            attempts < MAX_ATTEMPTS,
+            "only {killed} of {attempts} attempts were interrupted"
+        );
+        attempts += 1;
         let mut child = build(&store, &output);
-        // Early kills hit downloads and the first stages; later ones the rest. Each
-        // attempt resumes from what the previous ones committed, so it is shorter.
+        // Early kills hit downloads and the first stages; later ones the rest.
         let wait = Duration::from_millis(rng.below(full.as_millis() as u64 * 2 / 3 + 1));
         std::thread::sleep(wait);
         match child.try_wait().unwrap() {
             Some(status) => {
-                assert!(status.success(), "attempt {i} failed on its own");
+                let rest = child.wait_with_output().unwrap();
+                assert!(
+                    status.success(),
+                    "attempt {attempts} failed on its own: {}",
+                    String::from_utf8_lossy(&rest.stderr)
+                );
+                assert_eq!(sha256(&output.join("root.tar")), expected);
+                verify_store(&store);
+                round += 1;
+                store = dir.path().join(format!("store-{round}"));
             }
             None => {
                 child.kill().unwrap();
@@ -120,9 +141,9 @@ fn sigkill_at_random_moments_then_an_identical_build() {
             );
         }
     }
-    eprintln!("{killed} of 20 attempts killed");
-    assert!(killed >= 10, "too few attempts were interrupted ({killed})");
+    eprintln!("{killed} of {attempts} attempts killed, {round} rounds completed before the last");
 
+    // The last round ends with a build run to the end on what the kills left.
     let last = build(&store, &output).wait_with_output().unwrap();
     assert!(
         last.status.success(),
@@ -130,8 +151,12 @@ fn sigkill_at_random_moments_then_an_identical_build() {
         String::from_utf8_lossy(&last.stderr)
     );
     assert_eq!(sha256(&output.join("root.tar")), expected);
+    verify_store(&store);
+}
 
-    let verify = kiln(&store)
+/// `kiln store verify` finds every blob of the store intact.
+fn verify_store(store: &Path) {
+    let verify = kiln(store)
         .args(["store", "verify", "--json"])
         .output()
         .unwrap();
